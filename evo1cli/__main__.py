@@ -1,0 +1,3 @@
+from evo1cli.commands import main
+
+main()

@@ -1,0 +1,28 @@
+"""The one exception type that the CLI turns into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Evo1Error(Exception):
+    """A user-facing error: bad input, a malformed file, an impossible setting.
+
+    The message names the file (when there is one) and the field, on one line, so that the
+    CLI can print it without a traceback: ``<file>: <field>: <what is wrong>``.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, field: str | None = None):
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return ": ".join(p for p in (self.path, self.field, self.message) if p)
+
+    def at(self, path: str | Path) -> Evo1Error:
+        """The same error, attributed to `path` unless it already names a file."""
+        if self.path is not None:
+            return self
+        return Evo1Error(self.message, path=path, field=self.field)
