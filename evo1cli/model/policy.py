@@ -1,0 +1,178 @@
+"""`Evo1Policy`: raw observations in, executable action chunks out.
+
+    images (RGB uint8, any size, per view slot) --resize/normalise--> backbone --\\
+    prompt ---------------------------------------------------------> backbone ---> context (B, T, E)
+    state (native dims) --normalise, pad to 24--> state (B, 24) ------------------------------\\
+                                                   action head: N Euler steps from noise --> (B, H, 24)
+                                                   --denormalise, crop--> (H, native action dims) float32
+
+Normalisation stats are looked up per (embodiment, dataset) key and travel inside the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from evo1cli.errors import Evo1Error
+from evo1cli.model.action_head import ActionHead, Masks
+from evo1cli.model.backbone import Evo1Backbone
+from evo1cli.model.config import Evo1Config
+from evo1cli.model.flow_matching import flow_matching_loss, sample_actions
+from evo1cli.model.images import ImageLike, as_image_tensor, to_pixel_values
+from evo1cli.model.normalization import Normalizer, NormStats, StatsTable
+
+
+@dataclass
+class Observation:
+    """One raw observation.
+
+    images: one entry per view slot (at most `num_views`), an RGB uint8 HxWx3 array or None if the
+    camera is absent. state: the robot's native state vector (e.g. 8 values for Meta-World).
+    """
+
+    images: Sequence[ImageLike | None]
+    prompt: str
+    state: np.ndarray | Sequence[float]
+    embodiment: str | None = None
+    dataset: str | None = None
+
+
+@dataclass
+class Batch:
+    """A model-space training batch (normalised, padded), as the data loader produces it."""
+
+    pixel_values: torch.Tensor  # (N, 3, S, S) present views in (sample, view) order
+    image_mask: torch.Tensor  # (B, V) bool
+    prompts: list[str]
+    state: torch.Tensor  # (B, state_dim)
+    actions: torch.Tensor  # (B, H, action_dim)
+    action_mask: torch.Tensor  # (B, action_dim) or (B, H, action_dim) bool
+    action_is_pad: torch.Tensor | None = None  # (B, H) bool, steps past the episode's end
+
+
+class Evo1Policy(nn.Module):
+    def __init__(self, config: Evo1Config, backbone: Evo1Backbone, action_head: ActionHead, stats: StatsTable):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.action_head = action_head
+        self.stats = stats
+        self._state_norm = Normalizer(config.normalization, config.state_dim)
+        self._action_norm = Normalizer(config.normalization, config.action_dim)
+
+    @classmethod
+    def build(
+        cls, config: Evo1Config, dtype: torch.dtype = torch.float32, stats: StatsTable | None = None
+    ) -> Evo1Policy:
+        """A new policy: the backbone per `config` (pretrained or random), a freshly seeded head."""
+        backbone = Evo1Backbone.build(config, dtype)  # checks that its width is config.embed_dim
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 1)
+            head = ActionHead(config).to(dtype)
+        return cls(config, backbone, head, stats or StatsTable())
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_head.seq_pool_proj.weight.device
+
+    def set_attention_backend(self, name: str) -> None:
+        """Switch the backbone and the head between "sdpa" and "eager" attention."""
+        self.config = self.config.replace(attn_implementation=name)
+        self.backbone.set_attention_backend(name)
+        self.action_head.attn_implementation = name
+
+    # ------------------------------------------------------------------ model space
+    def embed(
+        self, pixel_values: torch.Tensor, image_mask: torch.Tensor, prompts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone tokens (B, T, E) and their validity mask (B, T)."""
+        return self.backbone(pixel_values, image_mask, prompts)
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The flow-matching loss of a normalised training batch."""
+        context, valid = self.embed(batch.pixel_values, batch.image_mask, batch.prompts)
+        masks = Masks(context=valid, action=batch.action_mask.to(self.device))
+        return flow_matching_loss(
+            self.action_head,
+            context,
+            batch.state.to(self.device),
+            masks,
+            batch.actions.to(self.device),
+            None if batch.action_is_pad is None else batch.action_is_pad.to(self.device),
+            generator,
+        )
+
+    # ------------------------------------------------------------------ raw observations
+    @torch.no_grad()
+    def predict(
+        self,
+        observations: Sequence[Observation],
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        num_steps: int | None = None,
+    ) -> list[np.ndarray]:
+        """Action chunks for a batch of raw observations: one (H, native action dims) float32 array each."""
+        if not observations:
+            return []
+        per_sample = [self._resolve_stats(i, obs) for i, obs in enumerate(observations)]
+        states = torch.zeros(len(observations), self.config.state_dim)
+        action_mask = torch.zeros(len(observations), self.config.action_dim, dtype=torch.bool)
+        for b, (obs, stats) in enumerate(zip(observations, per_sample, strict=True)):
+            states[b] = self._state_norm.normalize(_state_vector(obs, b, stats.state.dim), stats.state)
+            action_mask[b, : stats.action.dim] = True
+        image_mask, images = self._present_views(observations)
+        pixel_values = to_pixel_values(images, self.backbone.image_size)
+
+        device = self.device
+        context, valid = self.embed(pixel_values.to(device), image_mask, [o.prompt for o in observations])
+        masks = Masks(context=valid, action=action_mask.to(device))
+        chunk = sample_actions(
+            self.action_head,
+            context,
+            states.to(device),
+            masks,
+            num_steps or self.config.num_inference_steps,
+            noise=noise,
+            generator=generator,
+        ).cpu()
+        return [self._action_norm.denormalize(chunk[b], s.action).numpy() for b, s in enumerate(per_sample)]
+
+    def _resolve_stats(self, index: int, obs: Observation) -> NormStats:
+        try:
+            return self.stats.get(obs.embodiment, obs.dataset)
+        except Evo1Error as err:
+            raise Evo1Error(err.message, field=f"observations[{index}]") from None
+
+    def _present_views(self, observations: Sequence[Observation]) -> tuple[torch.Tensor, list[ImageLike]]:
+        v = self.config.num_views
+        image_mask = torch.zeros(len(observations), v, dtype=torch.bool)
+        images: list[ImageLike] = []
+        for b, obs in enumerate(observations):
+            if len(obs.images) > v:
+                raise Evo1Error(
+                    f"{len(obs.images)} images but the model has {v} view slots", field=f"observations[{b}]"
+                )
+            for i, img in enumerate(obs.images):
+                if img is not None:
+                    image_mask[b, i] = True
+                    images.append(as_image_tensor(img, f"observations[{b}].images[{i}]"))
+        return image_mask, images
+
+
+def _state_vector(obs: Observation, index: int, dim: int) -> torch.Tensor:
+    where = f"observations[{index}].state"
+    try:
+        x = torch.as_tensor(np.asarray(obs.state, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise Evo1Error("expected a vector of numbers", field=where) from None
+    if tuple(x.shape) != (dim,):
+        raise Evo1Error(f"expected {dim} values (the stats' state dims), got shape {tuple(x.shape)}", field=where)
+    if not torch.isfinite(x).all():
+        raise Evo1Error("contains NaN or inf", field=where)
+    return x
