@@ -1,0 +1,39 @@
+"""The `evo1` command line: thin Typer commands over the core (parse, call, print)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from evo1cli.commands import info, model, smoke
+from evo1cli.errors import Evo1Error
+
+app = typer.Typer(
+    name="evo1",
+    help=(
+        "Evo-1 vision-language-action policies: collect demonstrations, train, export, benchmark, "
+        "serve and deploy.\n\n"
+        "Examples:\n\n"
+        "  evo1 info --json\n\n"
+        "  evo1 smoke --out runs/smoke\n\n"
+        "  evo1 model init --preset tiny --out runs/tiny\n\n"
+        "  evo1 model predict runs/tiny --image cam.png --prompt 'Reach a goal position' --state 0,0,0,0,0,0,0,0"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+app.command("info")(info.info)
+app.command("smoke")(smoke.smoke)
+app.add_typer(model.app, name="model")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 1."""
+    try:
+        app()
+    except Evo1Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,186 @@
+"""`evo1 model ...`: create, inspect and query policy checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from evo1cli.commands.output import console, print_json
+from evo1cli.errors import Evo1Error
+
+if TYPE_CHECKING:  # torch and the model core load inside the commands, so that --help is instant
+    import numpy as np
+    import torch
+
+app = typer.Typer(help="Create, inspect and query policy checkpoints.", no_args_is_help=True)
+
+DTYPES = ("float32", "bfloat16")
+
+
+def _dtype(name: str) -> torch.dtype:
+    import torch
+
+    if name not in DTYPES:
+        raise Evo1Error(f"must be one of {', '.join(DTYPES)}, got {name!r}", field="--dtype")
+    return getattr(torch, name)
+
+
+@app.command("init")
+def init(
+    out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
+    preset: str = typer.Option("tiny", help="Model preset: tiny or internvl3-1b."),
+    random: bool = typer.Option(False, "--random", help="Random backbone weights (no download)."),
+    backbone_path: str | None = typer.Option(None, help="Hub id or local directory of InternVL3 weights."),
+    stats: Path | None = typer.Option(None, help="norm_stats.json to carry; default: identity stats."),
+    state_dim: int = typer.Option(24, help="Native state dims of the identity stats."),
+    action_dim: int = typer.Option(24, help="Native action dims of the identity stats."),
+    seed: int = typer.Option(0, help="Seed of the random initialisation."),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16."),
+) -> None:
+    """Write a new, untrained policy checkpoint.
+
+    Examples:  evo1 model init --preset tiny --out runs/tiny
+               evo1 model init --preset internvl3-1b --random --dtype bfloat16 --out runs/full-random
+    """
+    from evo1cli.model.checkpoint import save_policy
+    from evo1cli.model.config import Evo1Config
+    from evo1cli.model.normalization import NormStats, StatsTable
+    from evo1cli.model.policy import Evo1Policy
+
+    overrides: dict = {"seed": seed}
+    if random:
+        overrides["backbone_init"] = "random"
+    if backbone_path:
+        overrides.update(backbone_path=backbone_path, backbone_init="pretrained")
+    config = Evo1Config.preset(preset, **overrides)
+    if stats is not None:
+        table = StatsTable.load(stats)
+    else:
+        table = StatsTable()
+        table.add("default", "default", NormStats.identity(state_dim, action_dim))
+    policy = Evo1Policy.build(config, _dtype(dtype), table)
+    save_policy(policy, out)
+    console.print(f"wrote {out} ({_count(policy):,} parameters, preset {preset})")
+
+
+def _count(module: torch.nn.Module) -> int:  # parameters
+    return sum(p.numel() for p in module.parameters())
+
+
+@app.command("inspect")
+def inspect(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+) -> None:
+    """Show a checkpoint's config, parameter counts and normalisation stats keys.
+
+    Example:  evo1 model inspect runs/tiny --json
+    """
+    from evo1cli.model.checkpoint import load_policy
+
+    policy = load_policy(checkpoint)
+    backbone = policy.backbone.model
+    data = {
+        "checkpoint": str(checkpoint),
+        "config": policy.config.to_dict(),
+        "parameters": {
+            "vision": _count(backbone.vision_tower) + _count(backbone.multi_modal_projector),
+            "llm": _count(backbone.language_model),
+            "action_head": _count(policy.action_head),
+            "total": _count(policy),
+        },
+        "dtype": str(policy.action_head.dtype).replace("torch.", ""),
+        "stats": [
+            {"embodiment": e, "dataset": d, "state_dim": s.state.dim, "action_dim": s.action.dim}
+            for (e, d), s in policy.stats.entries.items()
+        ],
+    }
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"[bold]{checkpoint}[/]  {data['dtype']}")
+    for part, n in data["parameters"].items():
+        console.print(f"  {part:<12} {n:>14,} parameters")
+    cfg = policy.config
+    console.print(
+        f"  backbone {cfg.backbone} ({cfg.llm_layers} LLM layers, {cfg.image_size} px, {cfg.num_views} views); "
+        f"head E={cfg.embed_dim} x {cfg.num_layers} blocks, H={cfg.horizon}, D={cfg.action_dim}; "
+        f"{cfg.num_inference_steps} Euler steps; normalisation {cfg.normalization}"
+    )
+    for s in data["stats"]:
+        console.print(
+            f"  stats {s['embodiment']}/{s['dataset']}: state {s['state_dim']} dims, action {s['action_dim']} dims"
+        )
+
+
+def _read_image(path: str, index: int) -> np.ndarray | None:
+    if path.lower() == "none":
+        return None
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise Evo1Error("file not found", path=path, field=f"--image #{index + 1}") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise Evo1Error(f"not a readable image ({err})", path=path, field=f"--image #{index + 1}") from None
+
+
+def _parse_state(text: str) -> np.ndarray:
+    import numpy as np
+
+    try:
+        return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
+    except ValueError:
+        raise Evo1Error(f"expected comma-separated numbers, got {text!r}", field="--state") from None
+
+
+@app.command("predict")
+def predict(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+    image: list[str] = typer.Option(
+        [], "--image", help="RGB image per view slot, in order; 'none' for an absent view."
+    ),
+    prompt: str = typer.Option(..., help="The instruction."),
+    state: str = typer.Option(..., help="Native state, comma-separated."),
+    embodiment: str | None = typer.Option(None, help="Stats key: embodiment (optional when unambiguous)."),
+    dataset: str | None = typer.Option(None, help="Stats key: dataset (optional when unambiguous)."),
+    steps: int | None = typer.Option(None, help="Euler steps (default: the checkpoint's)."),
+    seed: int = typer.Option(0, help="Seed of the initial noise."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+) -> None:
+    """Predict one action chunk from images, a prompt and a state.
+
+    Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
+    """
+    import torch
+
+    from evo1cli.model.checkpoint import load_policy
+    from evo1cli.model.policy import Observation
+
+    if steps is not None and steps < 1:
+        raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
+    policy = load_policy(checkpoint)
+    obs = Observation(
+        images=[_read_image(p, i) for i, p in enumerate(image)],
+        prompt=prompt,
+        state=_parse_state(state),
+        embodiment=embodiment,
+        dataset=dataset,
+    )
+    chunk = policy.predict([obs], generator=torch.Generator().manual_seed(seed), num_steps=steps)[0]
+    if as_json:
+        print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1]})
+        return
+    table = Table(title=f"action chunk ({chunk.shape[0]} x {chunk.shape[1]})")
+    table.add_column("step", justify="right")
+    for d in range(chunk.shape[1]):
+        table.add_column(f"a{d}", justify="right")
+    for t, row in enumerate(chunk):
+        table.add_row(str(t), *(f"{v:+.4f}" for v in row))
+    console.print(table)
