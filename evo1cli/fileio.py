@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from evo1cli.errors import Evo1Error
 
 
 def _umask() -> int:
@@ -67,3 +71,14 @@ def _fsync_tree(root: Path) -> None:
         if file.is_file():
             with open(file, "rb") as f:
                 os.fsync(f.fileno())
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing or malformed one is an `Evo1Error` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Evo1Error("file not found", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise Evo1Error(f"not valid JSON ({err})", path=path) from None

@@ -152,3 +152,19 @@ def test_full_size_architecture_matches_the_paper():
     assert count(model.language_model.embed_tokens) == 151674 * 896
     assert count(model.language_model.layers[0]) == pytest.approx(14.91e6, rel=1e-3)
     assert count(model) + 122_029_360 == pytest.approx(775e6, rel=2e-3)
+
+
+def test_loads_the_hub_layout_of_internvl3_hf(tmp_path, backbone):
+    """`OpenGVLab/InternVL3-1B-hf` is saved as InternVLForConditionalGeneration (with `lm_head`);
+    a small random model saved the same way must load with every weight in place."""
+    from transformers import InternVLForConditionalGeneration
+
+    full = InternVLForConditionalGeneration(backbone.model.config)
+    full.model.load_state_dict(backbone.model.state_dict())
+    full.save_pretrained(tmp_path / "hf")
+    backbone.tokenizer.save_pretrained(tmp_path / "hf")
+    loaded = Evo1Backbone.build(
+        Evo1Config.preset("tiny", backbone_path=str(tmp_path / "hf"), backbone_init="pretrained")
+    )
+    for name, tensor in backbone.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name

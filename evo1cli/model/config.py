@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evo1cli.errors import Evo1Error
+from evo1cli.fileio import read_json
 
 MAX_DIM = 24  # state and action vectors are zero-padded to this many dims
 BACKBONES = ("internvl3-1b", "tiny")
@@ -128,14 +129,7 @@ class Evo1Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Evo1Config:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise Evo1Error("file not found", path=path) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise Evo1Error(f"not valid JSON ({err})", path=path) from None
-        return cls.from_dict(data, path)
+        return cls.from_dict(read_json(path), path)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from evo1cli.errors import Evo1Error
+from evo1cli.fileio import atomic_write_text, read_json
 from evo1cli.model.config import MAX_DIM, NORMALIZATIONS
 
 STATE, ACTION = "observation.state", "action"
@@ -159,18 +160,11 @@ class StatsTable:
         return table
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> StatsTable:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise Evo1Error("file not found", path=path) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise Evo1Error(f"not valid JSON ({err})", path=path) from None
-        return cls.from_dict(data, path)
+        return cls.from_dict(read_json(path), path)
 
 
 def _is_number(v: Any) -> bool:
