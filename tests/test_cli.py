@@ -91,3 +91,13 @@ def test_unavailable_pretrained_backbone_is_a_clear_error(tmp_path):
     )
     assert_clean_error(result, "backbone_path", "nowhere")
     assert not (tmp_path / "o").exists()
+
+
+def test_core_dependencies_import():
+    """The video, image and table libraries the data commands build on load on a fresh install."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import av, cv2, pyarrow, PIL, yaml, safetensors; print(cv2.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
