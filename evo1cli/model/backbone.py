@@ -280,7 +280,9 @@ def _load_architecture(source: str | Path, config: Evo1Config) -> Any:
     try:
         arch = AutoConfig.from_pretrained(str(source))
     except (OSError, ValueError) as err:
-        raise Evo1Error(f"cannot load a config from {source!s} ({_first_line(err)})", field="backbone_path") from None
+        hint = "" if Path(source).exists() else "; offline, pass a local directory or use random weights"
+        message = f"cannot load a config from {source!s} ({_first_line(err)}){hint}"
+        raise Evo1Error(message, field="backbone_path") from None
     if getattr(arch, "model_type", None) != "internvl":
         raise Evo1Error(f"{source!s} is not an InternVL model (model_type {arch.model_type!r})", field="backbone_path")
     return _fit_architecture(arch, config, source)
