@@ -114,8 +114,7 @@ class Evo1Backbone(nn.Module):
                 return cls.from_architecture(config.backbone_path, config, dtype)
             tokenizer = byte_tokenizer()
             arch = _fit_architecture(architecture(config, tokenizer), config, f"the {config.backbone} preset")
-            model = InternVLModel._from_config(arch, attn_implementation=config.attn_implementation, dtype=dtype)
-        return cls(model.eval(), tokenizer, config.num_views)
+            return cls._initialised(arch, tokenizer, config, dtype)
 
     @classmethod
     def from_pretrained(
@@ -143,9 +142,14 @@ class Evo1Backbone(nn.Module):
         Used under `accelerate.init_empty_weights()` by checkpoint loading, which then assigns
         the checkpoint's tensors.
         """
-        arch = _load_architecture(directory, config)
+        return cls._initialised(_load_architecture(directory, config), _load_tokenizer(directory), config, dtype)
+
+    @classmethod
+    def _initialised(
+        cls, arch: InternVLConfig, tokenizer: PreTrainedTokenizerBase, config: Evo1Config, dtype: torch.dtype
+    ) -> Evo1Backbone:
         model = InternVLModel._from_config(arch, attn_implementation=config.attn_implementation, dtype=dtype)
-        return cls(model.eval(), _load_tokenizer(directory), config.num_views)
+        return cls(model.eval(), tokenizer, config.num_views)
 
     def save_pretrained(self, directory: str | Path, weights: bool = True) -> None:
         """Write the architecture and tokenizer (and, unless `weights=False`, the weights)."""
@@ -182,13 +186,15 @@ class Evo1Backbone(nn.Module):
             pos: list[int] = []
             p = 0
             for prefix, has_view in zip(self._view_prefix, present, strict=True):
-                for piece in (prefix, [self.image_token_id] * n if has_view else None, self._view_suffix):
-                    if piece is None:  # an absent view: skip its placeholders, keep their positions
-                        p += n
-                        continue
+                placeholders = [self.image_token_id] * n if has_view else []  # absent: none in the sequence
+                for piece, width in (
+                    (prefix, len(prefix)),
+                    (placeholders, n),
+                    (self._view_suffix, len(self._view_suffix)),
+                ):
                     ids += piece
                     pos += range(p, p + len(piece))
-                    p += len(piece)
+                    p += width  # the n positions of an absent view stay taken
             tail = self._instruction_ids(instruction)
             ids += tail
             pos += range(p, p + len(tail))
