@@ -50,6 +50,11 @@ def to_pixel_values(images: Sequence[ImageLike], size: int, dtype: torch.dtype =
         x = resize_uint8(torch.stack(tensors), size)
     else:
         x = torch.cat([resize_uint8(t[None], size) for t in tensors])
+    return normalize_pixels(x, dtype)
+
+
+def normalize_pixels(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N, 3, S, S) values in [0, 255] -> ImageNet-normalised pixel values."""
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
-    return ((x - mean) / std).to(dtype)
+    return ((x.float() - mean) / std).to(dtype)

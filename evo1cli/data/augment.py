@@ -1,0 +1,164 @@
+"""Training image augmentation (facts file, section 2), in plain torch: no torchvision here.
+
+Each image, with probability p = 0.5, gets
+    a random resized crop (area 0.95-1.0, aspect 3/4-4/3) and a rotation of +-5 degrees, applied together
+    as one bicubic resampling (corners outside the image are black, as torchvision fills them), then
+    colour jitter: brightness 0.3, contrast 0.4, saturation 0.5, hue 0.08, in a random order,
+with the parameter draws and formulas of torchvision's RandomResizedCrop, RandomRotation and ColorJitter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return float(torch.empty(1).uniform_(low, high, generator=generator))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    p: float = 0.5
+    scale: tuple[float, float] = (0.95, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    degrees: float = 5.0
+    brightness: float = 0.3
+    contrast: float = 0.4
+    saturation: float = 0.5
+    hue: float = 0.08
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(3, H, W) uint8 -> (3, H, W) uint8, augmented with probability p."""
+        if _uniform(0, 1, generator) >= self.p:
+            return image
+        x = image.float() / 255
+        x = self.crop_and_rotate(x, generator)
+        x = self.jitter(x, generator)
+        return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
+
+    # ------------------------------------------------------------------ geometry
+    def crop_box(self, height: int, width: int, generator: torch.Generator | None) -> tuple[int, int, int, int]:
+        """(top, left, h, w) as RandomResizedCrop.get_params draws it."""
+        area = height * width
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * _uniform(*self.scale, generator)
+            aspect = math.exp(_uniform(*log_ratio, generator))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+                left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+                return top, left, h, w
+        return 0, 0, height, width
+
+    def crop_and_rotate(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        _, height, width = x.shape
+        top, left, h, w = self.crop_box(height, width, generator)
+        angle = math.radians(_uniform(-self.degrees, self.degrees, generator))
+        return warp(x, (top, left, h, w), angle)
+
+    # ------------------------------------------------------------------ colour
+    def jitter(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        b = _uniform(1 - self.brightness, 1 + self.brightness, generator)
+        c = _uniform(1 - self.contrast, 1 + self.contrast, generator)
+        s = _uniform(1 - self.saturation, 1 + self.saturation, generator)
+        h = _uniform(-self.hue, self.hue, generator)
+        for op in torch.randperm(4, generator=generator).tolist():
+            if op == 0:
+                x = adjust_brightness(x, b)
+            elif op == 1:
+                x = adjust_contrast(x, c)
+            elif op == 2:
+                x = adjust_saturation(x, s)
+            else:
+                x = adjust_hue(x, h)
+        return x
+
+
+def warp(x: torch.Tensor, box: tuple[int, int, int, int], angle: float) -> torch.Tensor:
+    """Crop `box` = (top, left, h, w) of (3, H, W), resize it to H x W and rotate by `angle` (radians,
+    counter-clockwise) about the centre, in one bicubic resampling; outside the crop reads as 0."""
+    _, height, width = x.shape
+    top, left, h, w = box
+    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1  # output pixel centres in [-1, 1]
+    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    cos, sin = math.cos(angle), math.sin(angle)
+    # Inverse rotation (output -> crop), in pixel units so a non-square image rotates rigidly.
+    px, py = gx * width / 2, gy * height / 2
+    cx = (cos * px - sin * py) / (width / 2)
+    cy = (sin * px + cos * py) / (height / 2)
+    # Crop coordinates ([-1, 1] over the box) -> source coordinates ([-1, 1] over the image).
+    sx = (left + (cx + 1) / 2 * w) / width * 2 - 1
+    sy = (top + (cy + 1) / 2 * h) / height * 2 - 1
+    grid = torch.stack([sx, sy], dim=-1)[None]
+    out = F.grid_sample(x[None], grid, mode="bicubic", padding_mode="zeros", align_corners=False)[0]
+    return out.clamp_(0, 1)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(0)
+    return (GRAY[0] * r + GRAY[1] * g + GRAY[2] * b)[None]
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: float) -> torch.Tensor:
+    return (factor * x + (1 - factor) * other).clamp(0, 1)
+
+
+def adjust_brightness(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return _blend(x, torch.zeros_like(x), factor)
+
+
+def adjust_contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return _blend(x, grayscale(x).mean(), factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return _blend(x, grayscale(x), factor)
+
+
+def adjust_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
+    """Rotate the hue by `shift` (a fraction of the colour circle, in [-0.5, 0.5])."""
+    h, s, v = rgb_to_hsv(x).unbind(0)
+    return hsv_to_rgb(torch.stack([(h + shift) % 1.0, s, v]))
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(0)
+    maxc, minc = x.max(dim=0).values, x.min(dim=0).values
+    equal = maxc == minc
+    chroma = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = chroma / torch.where(equal, ones, maxc)
+    divisor = torch.where(equal, ones, chroma)
+    rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = ((hr + hg + hb) / 6.0 + 1.0) % 1.0
+    return torch.stack([h, s, maxc])
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(0)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p = (v * (1.0 - s)).clamp(0, 1)
+    q = (v * (1.0 - s * f)).clamp(0, 1)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0, 1)
+    table = torch.stack(
+        [
+            torch.stack([v, q, p, p, t, v]),  # red per sector
+            torch.stack([t, v, v, q, p, p]),  # green
+            torch.stack([p, p, t, v, v, q]),  # blue
+        ]
+    )  # (3, 6, H, W)
+    return table.gather(1, i[None, None].expand(3, 1, *i.shape)).squeeze(1)

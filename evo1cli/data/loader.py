@@ -1,0 +1,207 @@
+"""Training windows from one or more v2.1 datasets, for a torch DataLoader.
+
+A window starts at every frame t of every episode (n windows for an n-frame episode):
+    state       the state at t                       normalised per (embodiment, dataset), padded to 24
+    actions     actions t .. t+H-1                   likewise; steps past the episode's end repeat the
+    action_is_pad  True for those steps              last action and are flagged, so the loss skips them
+    images      each configured view's frame at t    resized to the model's size (bicubic, antialiased),
+                                                     augmented when training; uint8 until collation
+    prompt      the frame's task
+
+Tables are read once, up front, and normalised (a few bytes per frame). Video frames are read on demand
+by random access (`FrameReader`: seek to the keyframe before the frame, decode at most a GOP), with the
+decoders kept open per worker. `collate` turns samples into the model's `Batch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from evo1cli.data.augment import Augmentation
+from evo1cli.data.format import ACTION, INFO_PATH, STATE, DatasetMeta, load_meta
+from evo1cli.data.reader import read_episode
+from evo1cli.data.stats import native_dims, norm_stats
+from evo1cli.data.video import FrameReader
+from evo1cli.errors import Evo1Error
+from evo1cli.model.config import MAX_DIM, Evo1Config
+from evo1cli.model.images import normalize_pixels, resize_uint8
+from evo1cli.model.normalization import Normalizer, NormStats, StatsTable
+from evo1cli.model.policy import Batch
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One dataset in a training mix."""
+
+    path: Path
+    embodiment: str
+    dataset: str = ""  # defaults to the directory's name
+    views: tuple[str | None, ...] | None = None  # camera feature per view slot (None: empty slot); default all
+    weight: float = 1.0  # share of the mix (per source, not per window)
+
+    @property
+    def key(self) -> str:
+        return self.dataset or self.path.name
+
+
+@dataclass
+class _Episode:
+    state: torch.Tensor  # (n, 24) normalised, padded
+    action: torch.Tensor  # (n, 24)
+    timestamp: np.ndarray  # (n,)
+    prompts: list[str]  # per frame
+
+
+@dataclass
+class _Source:
+    spec: DataSource
+    meta: DatasetMeta
+    views: list[str | None]
+    episodes: list[_Episode]
+    action_dim: int
+    state_dim: int
+
+
+class WindowDataset(Dataset):
+    """Windows of (state, H actions, views, prompt) from every frame of every source."""
+
+    def __init__(
+        self,
+        sources: Sequence[DataSource],
+        horizon: int,
+        image_size: int,
+        num_views: int = 3,
+        normalization: str = "bounds",
+        augmentation: Augmentation | None = None,
+        stats: StatsTable | None = None,
+    ):
+        if not sources:
+            raise Evo1Error("at least one dataset is needed", field="datasets")
+        self.horizon = horizon
+        self.image_size = image_size
+        self.num_views = num_views
+        self.augmentation = augmentation
+        self.stats = StatsTable()
+        self.reader = FrameReader()
+        self.sources: list[_Source] = []
+        index: list[np.ndarray] = []
+        for s, spec in enumerate(sources):
+            source = self._load(spec, normalization, stats)
+            self.sources.append(source)
+            for e, ep in enumerate(source.episodes):
+                n = len(ep.timestamp)
+                index.append(np.stack([np.full(n, s), np.full(n, e), np.arange(n)], axis=1))
+        self.index = np.concatenate(index).astype(np.int64)  # (windows, 3): source, episode, frame
+
+    @classmethod
+    def from_config(
+        cls, sources: Sequence[DataSource], config: Evo1Config, augment: bool, stats: StatsTable | None = None
+    ) -> WindowDataset:
+        return cls(
+            sources,
+            horizon=config.horizon,
+            image_size=config.image_size,
+            num_views=config.num_views,
+            normalization=config.normalization,
+            augmentation=Augmentation() if augment else None,
+            stats=stats,
+        )
+
+    def _load(self, spec: DataSource, normalization: str, stats: StatsTable | None) -> _Source:
+        meta = load_meta(spec.path)
+        views = list(spec.views) if spec.views is not None else list(meta.video_keys)
+        if len(views) > self.num_views:
+            raise Evo1Error(
+                f"{len(views)} views but the model has {self.num_views} slots", path=spec.path, field="views"
+            )
+        for view in views:
+            if view is not None and view not in meta.video_keys:
+                known = ", ".join(meta.video_keys) or "none"
+                raise Evo1Error(f"no camera {view!r} (cameras: {known})", path=spec.path / INFO_PATH, field="views")
+        dims = native_dims(meta)
+        if stats is not None and (spec.embodiment, spec.key) in stats.entries:
+            norm = stats.get(spec.embodiment, spec.key)
+        else:
+            norm = norm_stats(meta)
+        self.stats.add(spec.embodiment, spec.key, norm)
+        state_norm, action_norm = Normalizer(normalization, MAX_DIM), Normalizer(normalization, MAX_DIM)
+        episodes = []
+        offsets = meta.episode_offsets()
+        for i in range(len(meta.episodes)):
+            table = read_episode(meta, i, offset=offsets[i])
+            assert table is not None  # strict reading raises instead
+            episodes.append(
+                _Episode(
+                    state=state_norm.normalize(table.state[:, : dims[STATE]], norm.state),
+                    action=action_norm.normalize(table.action[:, : dims[ACTION]], norm.action),
+                    timestamp=table.timestamp,
+                    prompts=[meta.tasks[int(t)] for t in table.task_index],
+                )
+            )
+        return _Source(spec, meta, views, episodes, dims[ACTION], dims[STATE])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def norm_stats(self, embodiment: str, dataset: str) -> NormStats:
+        return self.stats.get(embodiment, dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s, e, t = (int(v) for v in self.index[i])
+        source = self.sources[s]
+        ep = source.episodes[e]
+        n = len(ep.timestamp)
+        steps = torch.arange(t, t + self.horizon)
+        action_is_pad = steps >= n
+        actions = ep.action[steps.clamp(max=n - 1)]  # past the end: the last action, flagged as padding
+        images = torch.zeros(self.num_views, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        image_mask = torch.zeros(self.num_views, dtype=torch.bool)
+        for v, view in enumerate(source.views):
+            if view is None:
+                continue
+            frame = self.reader.read(source.meta.video_file(view, source.meta.episodes[e].index), ep.timestamp[t])
+            image = resize_uint8(torch.from_numpy(frame)[None], self.image_size)[0].to(torch.uint8)
+            images[v] = self.augmentation(image) if self.augmentation else image
+            image_mask[v] = True
+        action_mask = torch.zeros(MAX_DIM, dtype=torch.bool)
+        action_mask[: source.action_dim] = True
+        return {
+            "images": images,  # (V, 3, S, S) uint8
+            "image_mask": image_mask,  # (V,)
+            "prompt": ep.prompts[t],
+            "state": ep.state[t],  # (24,)
+            "actions": actions,  # (H, 24)
+            "action_mask": action_mask,  # (24,)
+            "action_is_pad": action_is_pad,  # (H,)
+            "source": s,
+        }
+
+    def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
+        """Draws windows so that each source gets its `weight` share, whatever its size."""
+        counts = np.bincount(self.index[:, 0], minlength=len(self.sources))
+        weights = np.array([src.spec.weight for src in self.sources]) / np.maximum(counts, 1)
+        return WeightedRandomSampler(
+            torch.as_tensor(weights[self.index[:, 0]]), num_samples, replacement=True, generator=generator
+        )
+
+
+def collate(samples: list[dict[str, Any]]) -> Batch:
+    """Samples -> a model-space `Batch` (present views only, ImageNet-normalised pixels)."""
+    images = torch.stack([s["images"] for s in samples])  # (B, V, 3, S, S)
+    image_mask = torch.stack([s["image_mask"] for s in samples])
+    return Batch(
+        pixel_values=normalize_pixels(images[image_mask]),
+        image_mask=image_mask,
+        prompts=[s["prompt"] for s in samples],
+        state=torch.stack([s["state"] for s in samples]),
+        actions=torch.stack([s["actions"] for s in samples]),
+        action_mask=torch.stack([s["action_mask"] for s in samples]),
+        action_is_pad=torch.stack([s["action_is_pad"] for s in samples]),
+    )

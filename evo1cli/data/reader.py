@@ -1,0 +1,127 @@
+"""Reading one episode's table (parquet) into numpy arrays, checking it against the metadata.
+
+`read_episode` is used by the loader, the stats and the validator alike: with `Problems(collect=False)`
+(the default) the first problem raises an `Evo1Error` naming the file and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evo1cli.data.format import ACTION, STATE, TIMESTAMP_TOLERANCE_S, DatasetMeta, Problems
+
+
+@dataclass
+class EpisodeTable:
+    index: int
+    state: np.ndarray  # (n, state_dim) float32
+    action: np.ndarray  # (n, action_dim) float32
+    timestamp: np.ndarray  # (n,) float64 seconds
+    task_index: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+
+def column(table: pa.Table, name: str) -> np.ndarray:
+    """A column as numpy: vectors (list or fixed-size list) become (n, d), scalars (n,)."""
+    col = table.column(name).combine_chunks()
+    if pa.types.is_fixed_size_list(col.type):
+        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        values = col.to_pylist()
+        if any(v is None for v in values) or len({len(v) for v in values}) > 1:
+            raise ValueError("rows have different lengths or are null")
+        return np.asarray(values)
+    if col.null_count:
+        raise ValueError("has null values")
+    return col.to_numpy(zero_copy_only=False)
+
+
+def read_episode(
+    meta: DatasetMeta, episode_index: int, problems: Problems | None = None, offset: int | None = None
+) -> EpisodeTable | None:
+    """Read and check one episode's parquet. Returns None if it could not be read (problems collected)."""
+    problems = problems if problems is not None else Problems(collect=False)
+    episode = meta.episodes[episode_index]
+    path = meta.data_file(episode_index)
+    if not path.is_file():
+        problems.error(path, None, f"file not found (episode {episode_index} is listed in meta/episodes.jsonl)")
+        return None
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        problems.error(path, None, f"not a readable parquet file ({err})")
+        return None
+
+    arrays: dict[str, np.ndarray] = {}
+    bad = False
+    for name, ft in meta.features.items():
+        if ft["dtype"] in ("video", "string"):
+            continue
+        if name not in table.column_names:
+            problems.error(path, name, "column missing")
+            bad = True
+            continue
+        try:
+            values = column(table, name)
+        except (ValueError, pa.ArrowException) as err:
+            problems.error(path, name, f"unreadable column ({err})")
+            bad = True
+            continue
+        shape = list(ft["shape"])
+        expected = (len(table),) if shape == [1] else (len(table), *shape)
+        if values.shape != expected and not (shape == [1] and values.shape == (len(table), 1)):
+            problems.error(path, name, f"shape {values.shape[1:]} per row, info.json says {shape}")
+            bad = True
+            continue
+        if np.dtype(ft["dtype"]).kind != values.dtype.kind and not (
+            np.dtype(ft["dtype"]).kind in "iu" and values.dtype.kind in "iu"
+        ):
+            problems.error(path, name, f"dtype {values.dtype}, info.json says {ft['dtype']}")
+            bad = True
+            continue
+        arrays[name] = values.reshape(expected)
+    if bad:
+        return None
+
+    n = len(table)
+    if n != episode.length:
+        problems.error(path, None, f"{n} rows, meta/episodes.jsonl says length {episode.length}")
+    for name in (STATE, ACTION):
+        finite = np.isfinite(arrays[name])
+        if not finite.all():
+            row = int(np.argwhere(~finite)[0][0])
+            problems.error(path, name, f"NaN or inf at frame {row}")
+    frame_index = arrays["frame_index"]
+    if not np.array_equal(frame_index, np.arange(n)):
+        problems.error(path, "frame_index", "is not 0, 1, 2, ...")
+    if not (arrays["episode_index"] == episode_index).all():
+        problems.error(path, "episode_index", f"is not {episode_index} on every row")
+    if offset is not None and not np.array_equal(arrays["index"], offset + np.arange(n)):
+        problems.error(path, "index", f"is not {offset}, {offset + 1}, ... (the global frame index)")
+    unknown = sorted(set(arrays["task_index"].tolist()) - set(meta.tasks))
+    if unknown:
+        problems.error(path, "task_index", f"{unknown[0]} is not in meta/tasks.jsonl")
+    timestamp = arrays["timestamp"].astype(np.float64)
+    if n > 1:
+        steps = np.diff(timestamp)
+        off = np.abs(steps - 1.0 / meta.fps) > TIMESTAMP_TOLERANCE_S
+        if off.any():
+            row = int(np.argmax(off)) + 1
+            problems.error(
+                path,
+                "timestamp",
+                f"frame {row} is {steps[row - 1]:.5f} s after the previous, not 1/fps = {1 / meta.fps:.5f}",
+            )
+    return EpisodeTable(
+        index=episode_index,
+        state=arrays[STATE].astype(np.float32),
+        action=arrays[ACTION].astype(np.float32),
+        timestamp=timestamp,
+        task_index=arrays["task_index"].astype(np.int64),
+    )

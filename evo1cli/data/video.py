@@ -1,0 +1,217 @@
+"""Camera videos: encoding as LeRobot 0.3.x does, and random-access decoding for training.
+
+Encoding matches LeRobot's `encode_video_frames`: AV1 (libsvtav1), yuv420p, crf 30 and a keyframe every
+2 frames (g=2), frame i at time i / fps. The short GOP is what makes random access cheap: reading any
+frame means seeking to the keyframe at or before it and decoding at most 2 frames.
+
+`FrameReader` keeps the last few containers open (per process, so per DataLoader worker) and continues
+decoding forward without a seek when the next request lies just ahead of the last one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evo1cli.errors import Evo1Error
+
+CODEC = "libsvtav1"
+PIX_FMT = "yuv420p"
+GOP = 2
+CRF = 30
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr for every file otherwise
+
+
+def _av() -> Any:
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    return av
+
+
+class VideoWriter:
+    """Streams RGB uint8 frames (H, W, 3) into an mp4 at `path`."""
+
+    def __init__(self, path: str | Path, fps: int, width: int, height: int, codec: str = CODEC, crf: int = CRF):
+        av = _av()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.shape = (height, width, 3)
+        self.frames = 0
+        options = {"g": str(GOP), "crf": str(crf)} if codec == CODEC else {"g": str(GOP)}
+        self._container = av.open(str(self.path), "w")
+        self._stream = self._container.add_stream(codec, int(fps), options=options)
+        self._stream.pix_fmt = PIX_FMT
+        self._stream.width, self._stream.height = width, height
+
+    def add(self, frame: np.ndarray) -> None:
+        if frame.shape != self.shape or frame.dtype != np.uint8:
+            raise Evo1Error(f"expected a {self.shape} uint8 frame, got {frame.shape} {frame.dtype}", path=self.path)
+        video_frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        self._container.mux(self._stream.encode(video_frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        self._container.mux(self._stream.encode())
+        self._container.close()
+
+
+@dataclass
+class VideoProbe:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    codec: str
+    pix_fmt: str
+    last_time: float  # seconds, the last frame's presentation time
+
+    def info(self) -> dict[str, Any]:
+        """The `info` block LeRobot puts in a video feature (its `get_video_info`)."""
+        return {
+            "video.height": self.height,
+            "video.width": self.width,
+            "video.codec": self.codec,
+            "video.pix_fmt": self.pix_fmt,
+            "video.is_depth_map": False,
+            "video.fps": round(self.fps),
+            "video.channels": 3,
+            "has_audio": False,
+        }
+
+
+def probe(path: str | Path, decode: bool = False) -> VideoProbe:
+    """Read a video's header (and, with `decode`, every frame). An unreadable file is an `Evo1Error`."""
+    av = _av()
+    path = Path(path)
+    if not path.is_file():
+        raise Evo1Error("file not found", path=path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise Evo1Error("has no video stream", path=path)
+            stream = container.streams.video[0]
+            frames, last = stream.frames, 0.0
+            if decode or frames <= 0:
+                frames = 0
+                for frame in container.decode(stream):
+                    frames += 1
+                    last = float(frame.time or 0.0)
+            elif stream.duration is not None:
+                last = float((stream.duration + (stream.start_time or 0)) * stream.time_base) - 1 / float(
+                    stream.average_rate or stream.base_rate
+                )
+            rate = stream.average_rate or stream.base_rate or Fraction(0)
+            return VideoProbe(
+                frames=frames,
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                fps=float(rate),
+                codec=stream.codec.canonical_name if hasattr(stream.codec, "canonical_name") else stream.codec.name,
+                pix_fmt=stream.codec_context.pix_fmt or PIX_FMT,
+                last_time=last,
+            )
+    except Evo1Error:
+        raise
+    except Exception as err:
+        raise Evo1Error(f"cannot be decoded ({type(err).__name__}: {err})", path=path) from None
+
+
+class _OpenVideo:
+    def __init__(self, path: Path):
+        av = _av()
+        self.container = av.open(str(path))
+        self.stream = self.container.streams.video[0]
+        self.time_base = float(self.stream.time_base)
+        self.frame_time = 1.0 / float(self.stream.average_rate or self.stream.base_rate)
+        self.iterator: Any = None
+        self.last_time = -1.0  # time of the last decoded frame
+
+    def frame_at(self, timestamp: float, tolerance: float) -> np.ndarray:
+        # Continue forward if the target is at most a GOP ahead of where decoding stands; else seek.
+        ahead = timestamp - self.last_time
+        if self.iterator is None or not (0 < ahead <= (GOP + 0.5) * self.frame_time):
+            pts = round(timestamp / self.time_base)
+            self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
+            self.iterator = self.container.decode(self.stream)
+        closest = None
+        for frame in self.iterator:
+            time = float(frame.pts * self.time_base)
+            self.last_time = time
+            if time >= timestamp - tolerance:
+                closest = frame
+                break
+        if closest is None or abs(self.last_time - timestamp) > tolerance:
+            self.iterator = None
+            got = "no frame" if closest is None else f"the nearest frame is at {self.last_time:.4f} s"
+            raise Evo1Error(f"no frame at {timestamp:.4f} s ({got})", path=self.container.name)
+        return closest.to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class FrameReader:
+    """Frames by timestamp from many mp4 files, keeping at most `max_open` of them open (LRU).
+
+    Safe to use from DataLoader workers: each process opens its own containers.
+    """
+
+    def __init__(self, max_open: int = 16, tolerance_s: float = 1e-4):
+        self.max_open = max_open
+        self.tolerance = tolerance_s
+        self._open: OrderedDict[str, _OpenVideo] = OrderedDict()
+        self._pid = os.getpid()
+
+    def read(self, path: str | Path, timestamp: float) -> np.ndarray:
+        """The RGB uint8 (H, W, 3) frame shown at `timestamp` seconds."""
+        if os.getpid() != self._pid:  # forked into a worker: the parent's decoders are not ours
+            self._open, self._pid = OrderedDict(), os.getpid()
+        key = str(path)
+        video = self._open.pop(key, None)
+        if video is None:
+            try:
+                video = _OpenVideo(Path(path))
+            except Exception as err:
+                raise Evo1Error(f"cannot be opened ({type(err).__name__}: {err})", path=path) from None
+            while len(self._open) >= self.max_open:
+                self._open.popitem(last=False)[1].close()
+        self._open[key] = video
+        try:
+            return video.frame_at(timestamp, self.tolerance)
+        except Evo1Error:
+            raise
+        except Exception as err:
+            self._open.pop(key).close()
+            raise Evo1Error(f"decoding failed at {timestamp:.4f} s ({type(err).__name__}: {err})", path=path) from None
+
+    def close(self) -> None:
+        for video in self._open.values():
+            video.close()
+        self._open.clear()
+
+    def __getstate__(self) -> dict[str, Any]:  # a DataLoader pickles the dataset for spawn workers
+        return {"max_open": self.max_open, "tolerance": self.tolerance}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_open"], state["tolerance"])  # type: ignore[misc]
+
+
+def read_frame_from_start(path: str | Path, timestamp: float, tolerance_s: float = 1e-4) -> np.ndarray:
+    """The authors' way: open the file, decode from the first frame until `timestamp` (the baseline)."""
+    av = _av()
+    with av.open(str(path)) as container:
+        last = None
+        for frame in container.decode(video=0):
+            last = frame
+            if frame.time is not None and frame.time >= timestamp - tolerance_s:
+                break
+        if last is None:
+            raise Evo1Error("has no frames", path=path)
+        return last.to_ndarray(format="rgb24")
