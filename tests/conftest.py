@@ -38,3 +38,51 @@ def make_observation(seed: int = 0, views: int = 1, size: int = 96, prompt: str 
 def fixed_noise(batch: int, config: Evo1Config, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(batch, config.horizon, config.action_dim, generator=g) * 2 - 1
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+CAMERA = "observation.images.front"
+WRIST = "observation.images.wrist"
+
+
+def frame_value(episode: int, t: int) -> int:
+    """The grey level of frame t of an episode in `make_dataset`: identifies the frame after decoding."""
+    return (40 + 7 * t + 60 * episode) % 230
+
+
+def make_dataset(
+    root,
+    lengths=(12, 9),
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+    size: int = 32,
+    cameras=(CAMERA,),
+    fps: int = 20,
+    tasks=("reach the goal", "push the puck"),
+    seed: int = 0,
+):
+    """A small dataset written by evo1's writer: state[t] = episode*100 + t + dim/10 (+ noise-free),
+    action[t] = -state[t][:action_dim]; each camera frame is a flat grey of `frame_value`."""
+    from evo1cli.data.format import vector_feature
+    from evo1cli.data.writer import Camera, DatasetWriter
+
+    writer = DatasetWriter(
+        root,
+        fps,
+        {"observation.state": vector_feature(state_dim), "action": vector_feature(action_dim)},
+        [Camera(key, size, size) for key in cameras],
+        robot_type="test",
+    )
+    first = len(writer.meta.episodes)
+    for e, n in enumerate(lengths, start=first):
+        with writer.episode() as episode:
+            for t in range(n):
+                state = (e * 100 + t + np.arange(state_dim) / 10).astype(np.float32)
+                images = {
+                    key: np.full((size, size, 3), frame_value(e, t) + 5 * k, np.uint8) for k, key in enumerate(cameras)
+                }
+                episode.add_frame(
+                    {"observation.state": state, "action": -state[:action_dim]}, images, tasks[e % len(tasks)]
+                )
+            episode.commit()
+    return writer.meta

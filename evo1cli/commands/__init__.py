@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from evo1cli.commands import dataset, info, model, smoke
+from evo1cli.commands import collect, dataset, info, model, smoke
 from evo1cli.errors import Evo1Error
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
         "  evo1 info --json\n\n"
         "  evo1 smoke --out runs/smoke\n\n"
         "  evo1 model init --preset tiny --out runs/tiny\n\n"
+        "  evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach\n\n"
         "  evo1 dataset validate data/reach\n\n"
         "  evo1 model predict runs/tiny --image cam.png --prompt 'Reach a goal position' --state 0,0,0,0,0,0,0,0"
     ),
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.command("info")(info.info)
 app.command("smoke")(smoke.smoke)
+app.command("collect")(collect.collect)
 app.add_typer(model.app, name="model")
 app.add_typer(dataset.app, name="dataset")
 

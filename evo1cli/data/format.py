@@ -120,6 +120,10 @@ class Episode:
     index: int
     tasks: list[str]
     length: int
+    extra: dict[str, Any] = field(default_factory=dict)  # further keys of the episodes.jsonl line, kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"episode_index": self.index, "tasks": self.tasks, "length": self.length, **self.extra}
 
 
 @dataclass
@@ -314,7 +318,8 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: dict[int, str], prob
             unknown = [t for t in ep_tasks if t not in known_tasks]
             if unknown:
                 problems.error(path, f"{where}.tasks", f"{unknown[0]!r} is not in {TASKS_PATH}")
-            found[index] = Episode(index, list(ep_tasks), length)
+            extra = {k: v for k, v in row.items() if k not in ("episode_index", "tasks", "length")}
+            found[index] = Episode(index, list(ep_tasks), length, extra)
     missing = sorted(set(range(info["total_episodes"])) - set(found))
     if missing:
         problems.error(path, "episode_index", f"total_episodes is {info['total_episodes']} but {_few(missing)} missing")

@@ -205,8 +205,7 @@ class DatasetWriter:
         atomic_write_text(
             self.root / TASKS_PATH, _jsonl([{"task_index": i, "task": t} for i, t in sorted(meta.tasks.items())])
         )
-        episodes = [{"episode_index": ep.index, "tasks": ep.tasks, "length": ep.length} for ep in meta.episodes]
-        atomic_write_text(self.root / EPISODES_PATH, _jsonl(episodes))
+        atomic_write_text(self.root / EPISODES_PATH, _jsonl([ep.to_dict() for ep in meta.episodes]))
         info = meta.info
         info["total_episodes"] = len(meta.episodes)
         info["total_frames"] = meta.total_frames
@@ -265,7 +264,8 @@ class EpisodeRecorder:
         self.tasks.append(task)
         self.length += 1
 
-    def commit(self) -> Episode:
+    def commit(self, **extra: Any) -> Episode:
+        """Write the episode; `extra` keys (JSON values, e.g. seed, success) go into its episodes.jsonl line."""
         if self.length == 0:
             raise Evo1Error("an episode needs at least one frame")
         writer, meta = self.writer, self.writer.meta
@@ -314,7 +314,7 @@ class EpisodeRecorder:
             target = meta.video_file(key, self.index)
             target.parent.mkdir(parents=True, exist_ok=True)
             (self.staging / f"{key}.mp4").replace(target)
-        episode = Episode(self.index, list(dict.fromkeys(self.tasks)), self.length)
+        episode = Episode(self.index, list(dict.fromkeys(self.tasks)), self.length, extra)
         meta.tasks.update(new_tasks)
         meta.episodes.append(episode)
         meta.episodes_stats[self.index] = stats

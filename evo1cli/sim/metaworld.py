@@ -1,0 +1,118 @@
+"""Meta-World (v3 tasks, `metaworld` 3.1.1) as Evo-1 sees it: one camera, an 8-d state, 4-d actions.
+
+    env = MetaWorldEnv("reach-v3", seed=3, variation=7, image_size=448)
+    obs = env.reset()                       # (39,) float64
+    env.image()                             # corner2, the authors' pipeline: render 480x480, turn 180
+                                            # degrees, centre-crop 2/3 (320 px), resize bilinearly
+    env.state(obs)                          # the first 8 entries: hand xyz, gripper, object xyz, quat w
+    obs, success, done = env.step(action)   # action clipped to [-1, 1]
+
+A task variation (the goal and object placement) is `MT1(task, seed).train_tasks[variation]`;
+`reset(seed=...)` is ignored by Meta-World, so (seed, variation) is what makes an episode reproducible.
+Rendering is headless (MUJOCO_GL=egl unless set); shadows and reflections are off, 3x faster.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import cv2
+import numpy as np
+
+from evo1cli.errors import Evo1Error
+from evo1cli.sim.metaworld_tasks import PROMPTS
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+CAMERA = "corner2"
+RENDER_SIZE = 480
+CROP = 2 / 3
+STATE_DIM, ACTION_DIM = 8, 4
+MAX_PATH_LENGTH = 500  # Meta-World truncates here
+
+
+def _metaworld() -> Any:
+    try:
+        import metaworld
+    except ImportError as err:
+        raise Evo1Error(f"Meta-World is not installed ({err}); pip install 'evo1[metaworld]'", field="robot") from None
+    return metaworld
+
+
+def camera_image(frame: np.ndarray, size: int) -> np.ndarray:
+    """A raw corner2 render -> what the policy sees: turned 180 degrees, centre 2/3, resized to size."""
+    frame = frame[::-1, ::-1]
+    height, width = frame.shape[:2]
+    ch, cw = round(height * CROP), round(width * CROP)
+    top, left = (height - ch) // 2, (width - cw) // 2
+    crop = np.ascontiguousarray(frame[top : top + ch, left : left + cw])
+    if crop.shape[:2] != (size, size):
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    return crop
+
+
+class MetaWorldEnv:
+    def __init__(self, task: str, seed: int, variation: int, image_size: int = 448, render: bool = True):
+        if task not in PROMPTS:
+            raise Evo1Error(f"unknown Meta-World task {task!r}", field="task")
+        metaworld = _metaworld()
+        self.task, self.seed, self.variation = task, seed, variation
+        self.prompt = PROMPTS[task]
+        self.image_size = image_size
+        benchmark = metaworld.MT1(task, seed=seed)
+        kwargs: dict[str, Any] = {}
+        if render:
+            kwargs = {"render_mode": "rgb_array", "camera_name": CAMERA, "width": RENDER_SIZE, "height": RENDER_SIZE}
+        self.env = benchmark.train_classes[task](**kwargs)
+        self.env.set_task(benchmark.train_tasks[variation % len(benchmark.train_tasks)])
+        self.env.seed(seed)
+        self._fast = False
+        self.steps = 0
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.env.reset()
+        self.steps = 0
+        return np.asarray(obs, dtype=np.float64)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, bool, bool]:
+        """Apply a 4-d action (clipped to [-1, 1]); returns (observation, success, truncated)."""
+        action = np.clip(np.asarray(action, dtype=np.float64)[:ACTION_DIM], -1.0, 1.0)
+        obs, _, _, truncated, info = self.env.step(action)
+        self.steps += 1
+        return np.asarray(obs, dtype=np.float64), bool(info["success"] >= 1.0), bool(truncated)
+
+    def image(self) -> np.ndarray:
+        if not self._fast:  # the viewer exists after the first render call
+            self.env.render()
+            import mujoco
+
+            scene = self.env.mujoco_renderer._get_viewer("rgb_array").scn
+            scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+            scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            self._fast = True
+        return camera_image(self.env.render(), self.image_size)
+
+    @staticmethod
+    def state(obs: np.ndarray) -> np.ndarray:
+        return np.asarray(obs[:STATE_DIM], dtype=np.float32)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ScriptedExpert:
+    """Meta-World's hand-written policy for a task (`metaworld.policies.ENV_POLICY_MAP`)."""
+
+    def __init__(self, task: str):
+        _metaworld()
+        from metaworld.policies import ENV_POLICY_MAP
+
+        # Some experts' gains exceed the action range; we clip, so their warning says nothing new.
+        warnings.filterwarnings("ignore", message="Constant.* may be too high", category=UserWarning)
+        self.policy = ENV_POLICY_MAP[task]()
+        self.name = type(self.policy).__name__
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return np.clip(self.policy.get_action(obs), -1.0, 1.0).astype(np.float32)
