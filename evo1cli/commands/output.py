@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # paths stay on one line when piped
 
 
 def print_json(data: Any) -> None:

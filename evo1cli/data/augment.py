@@ -83,24 +83,24 @@ class Augmentation:
 
 
 def warp(x: torch.Tensor, box: tuple[int, int, int, int], angle: float) -> torch.Tensor:
-    """Crop `box` = (top, left, h, w) of (3, H, W), resize it to H x W and rotate by `angle` (radians,
-    counter-clockwise) about the centre, in one bicubic resampling; outside the crop reads as 0."""
+    """Crop `box` = (top, left, h, w) of (3, H, W), resize it to H x W and rotate it by `angle` (radians,
+    counter-clockwise) about the centre, in one bicubic resampling of the crop (its edges replicated, as a
+    resize sees them); corners that the rotation brings in from outside are 0, as torchvision fills them."""
     _, height, width = x.shape
     top, left, h, w = box
+    crop = x[:, top : top + h, left : left + w]
     ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height * 2 - 1  # output pixel centres in [-1, 1]
     xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width * 2 - 1
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     cos, sin = math.cos(angle), math.sin(angle)
-    # Inverse rotation (output -> crop), in pixel units so a non-square image rotates rigidly.
+    # Inverse rotation (output -> crop coordinates in [-1, 1]), in pixel units so the rotation is rigid.
     px, py = gx * width / 2, gy * height / 2
     cx = (cos * px - sin * py) / (width / 2)
     cy = (sin * px + cos * py) / (height / 2)
-    # Crop coordinates ([-1, 1] over the box) -> source coordinates ([-1, 1] over the image).
-    sx = (left + (cx + 1) / 2 * w) / width * 2 - 1
-    sy = (top + (cy + 1) / 2 * h) / height * 2 - 1
-    grid = torch.stack([sx, sy], dim=-1)[None]
-    out = F.grid_sample(x[None], grid, mode="bicubic", padding_mode="zeros", align_corners=False)[0]
-    return out.clamp_(0, 1)
+    grid = torch.stack([cx, cy], dim=-1)[None]
+    out = F.grid_sample(crop[None], grid, mode="bicubic", padding_mode="border", align_corners=False)[0]
+    inside = (cx.abs() <= 1) & (cy.abs() <= 1)
+    return (out * inside).clamp_(0, 1)
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:

@@ -216,8 +216,9 @@ def _load_info(root: Path, problems: Problems) -> dict[str, Any]:
             )
     if not _is_int(info.get("chunks_size")) or info["chunks_size"] < 1:
         raise Evo1Error("expected a positive integer", path=path, field="chunks_size")
-    if not isinstance(info.get("data_path"), str):
-        raise Evo1Error("expected a path template", path=path, field="data_path")
+    _check_template(path, info, "data_path", episode_chunk=0, episode_index=0)
+    if info.get("video_path") is not None:
+        _check_template(path, info, "video_path", episode_chunk=0, episode_index=0, video_key="camera")
     features = info.get("features")
     if not isinstance(features, dict) or not features:
         raise Evo1Error("expected an object of features", path=path, field="features")
@@ -246,6 +247,16 @@ def _load_info(root: Path, problems: Problems) -> dict[str, Any]:
     return info
 
 
+def _check_template(path: Path, info: dict[str, Any], key: str, **fields: Any) -> None:
+    template = info.get(key)
+    if not isinstance(template, str):
+        raise Evo1Error("expected a path template", path=path, field=key)
+    try:
+        template.format(**fields)
+    except (KeyError, IndexError, ValueError) as err:
+        raise Evo1Error(f"bad placeholder {err} (expected {{{', '.join(fields)}}})", path=path, field=key) from None
+
+
 def _check_feature(path: Path, name: str, ft: Any) -> None:
     where = f"features.{name}"
     if not isinstance(ft, dict):
@@ -265,7 +276,11 @@ def _read_jsonl(path: Path, problems: Problems) -> list[tuple[int, dict[str, Any
     if not path.is_file():
         raise Evo1Error("file not found", path=path)
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:
+        raise Evo1Error(f"not UTF-8 text ({err.reason} at byte {err.start})", path=path) from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -306,7 +321,12 @@ def _load_episodes(root: Path, info: dict[str, Any], tasks: dict[int, str], prob
     for number, row in _read_jsonl(path, problems):
         index, ep_tasks, length = row.get("episode_index"), row.get("tasks"), row.get("length")
         where = f"line {number}"
-        if not _is_int(index) or not _is_int(length) or not isinstance(ep_tasks, list):
+        if (
+            not _is_int(index)
+            or not _is_int(length)
+            or not isinstance(ep_tasks, list)
+            or not all(isinstance(t, str) for t in ep_tasks)
+        ):
             problems.error(path, where, "expected {episode_index: int, tasks: [str], length: int}")
         elif index in found:
             problems.error(path, where, f"episode_index {index} listed twice")

@@ -166,7 +166,11 @@ class WindowDataset(Dataset):
         for v, view in enumerate(source.views):
             if view is None:
                 continue
-            frame = self.reader.read(source.meta.video_file(view, source.meta.episodes[e].index), ep.timestamp[t])
+            path = source.meta.video_file(view, source.meta.episodes[e].index)
+            frame = self.reader.read(path, ep.timestamp[t])
+            if list(frame.shape) != list(source.meta.features[view]["shape"]):
+                declared = "x".join(str(v) for v in source.meta.features[view]["shape"][:2])
+                raise Evo1Error(f"frames are {frame.shape[0]}x{frame.shape[1]}, info.json says {declared}", path=path)
             image = resize_uint8(torch.from_numpy(frame)[None], self.image_size)[0].to(torch.uint8)
             images[v] = self.augmentation(image) if self.augmentation else image
             image_mask[v] = True

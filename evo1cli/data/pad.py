@@ -91,6 +91,8 @@ def pad_dataset(
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
+    if not source.is_file():
+        raise Evo1Error("file not found", path=source)
     try:
         os.link(source, target)
     except OSError:

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evo1cli.data.format import ACTION, STATE, TIMESTAMP_TOLERANCE_S, DatasetMeta, Problems
+from evo1cli.data.format import ACTION, INDEX_FEATURES, STATE, TIMESTAMP_TOLERANCE_S, DatasetMeta, Problems
 
 
 @dataclass
@@ -86,8 +86,8 @@ def read_episode(
             bad = True
             continue
         arrays[name] = values.reshape(expected)
-    if bad:
-        return None
+    if bad or any(name not in arrays for name in (STATE, ACTION, *INDEX_FEATURES)):
+        return None  # a column info.json lacks or mistypes is reported by load_meta
 
     n = len(table)
     if n != episode.length:

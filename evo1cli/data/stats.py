@@ -56,7 +56,7 @@ class Moments:
 
 def _virtual_index(n: int, q: float) -> tuple[int, float]:
     """numpy's 'linear' method: the quantile lies `gamma` of the way from x[k] to x[k + 1]."""
-    virtual = n * q + (1 + q * (1 - 1 - 1)) - 1
+    virtual = (n - 1) * q
     k = int(np.floor(virtual))
     return min(max(k, 0), n - 1), float(virtual - np.floor(virtual))
 

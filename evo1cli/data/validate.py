@@ -22,9 +22,10 @@ def validate(
         problems.error(err.path or str(root), err.field, err.message)
         return None, problems
     offsets = meta.episode_offsets()
+    videos = meta.video_keys if isinstance(meta.info.get("video_path"), str) else []  # else already reported
     for i, episode in enumerate(meta.episodes):
         read_episode(meta, i, problems, offset=offsets[i])
-        for key in meta.video_keys:
+        for key in videos:
             _check_video(meta, key, episode.index, episode.length, decode, problems)
         if progress:
             progress(i + 1, len(meta.episodes))

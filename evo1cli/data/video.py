@@ -157,6 +157,9 @@ class _OpenVideo:
         self.container.close()
 
 
+_INHERITED: list[OrderedDict[str, _OpenVideo]] = []
+
+
 class FrameReader:
     """Frames by timestamp from many mp4 files, keeping at most `max_open` of them open (LRU).
 
@@ -172,6 +175,9 @@ class FrameReader:
     def read(self, path: str | Path, timestamp: float) -> np.ndarray:
         """The RGB uint8 (H, W, 3) frame shown at `timestamp` seconds."""
         if os.getpid() != self._pid:  # forked into a worker: the parent's decoders are not ours
+            # Never close or free them here: their decoder threads did not survive the fork, and closing
+            # would wait on them forever. They stay referenced (copy-on-write memory) until exit.
+            _INHERITED.append(self._open)
             self._open, self._pid = OrderedDict(), os.getpid()
         key = str(path)
         video = self._open.pop(key, None)
