@@ -4,8 +4,9 @@ Episode k of a dataset (its global episode index) uses seed `seed + k` and a tas
 that seed, so every episode differs, appending continues the sequence, and each one is reproducible from
 what its episodes.jsonl line records: task, seed, variation, expert, success.
 
-Per frame: the corner2 image (see `evo1cli.sim.metaworld.camera_image`), state = the first 8 observation
-entries, action = the expert's 4-d action clipped to [-1, 1], task = the prompt of the paper's Table 3.
+Per frame: the corner2 image, or those of the chosen cameras (`evo1cli.sim.metaworld.camera_image`),
+state = the first 8 observation entries, action = the expert's 4-d action clipped to [-1, 1], task = the
+prompt of the paper's Table 3.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from evo1cli.data.writer import Camera, DatasetWriter
 from evo1cli.sim.metaworld import ACTION_DIM, CAMERA, MAX_PATH_LENGTH, STATE_DIM, MetaWorldEnv, ScriptedExpert
 
 FPS = 80  # Meta-World's control rate: frame_skip 5 x timestep 2.5 ms
-IMAGE_KEY = f"observation.images.{CAMERA}"
 STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper", "obj_x", "obj_y", "obj_z", "obj_qw"]
 ACTION_NAMES = ["dx", "dy", "dz", "gripper"]
 
@@ -33,12 +33,16 @@ class CollectSummary:
     frames: int = 0
 
 
-def open_dataset(out: str | Path, image_size: int) -> DatasetWriter:
+def image_key(camera: str) -> str:
+    return f"observation.images.{camera}"
+
+
+def open_dataset(out: str | Path, image_size: int, cameras: list[str]) -> DatasetWriter:
     return DatasetWriter(
         out,
         FPS,
         {STATE: vector_feature(STATE_DIM, STATE_NAMES), ACTION: vector_feature(ACTION_DIM, ACTION_NAMES)},
-        [Camera(IMAGE_KEY, image_size, image_size)],
+        [Camera(image_key(c), image_size, image_size) for c in cameras],
         robot_type="metaworld_sawyer",
     )
 
@@ -52,10 +56,11 @@ def collect(
     max_steps: int = MAX_PATH_LENGTH,
     until_success: bool = True,
     keep_failures: bool = False,
+    cameras: tuple[str, ...] = (CAMERA,),
     progress: Callable[[int, int], None] | None = None,
 ) -> CollectSummary:
     """Record `episodes` successful expert episodes per task into `out` (created, or appended to)."""
-    writer = open_dataset(out, image_size)
+    writer = open_dataset(out, image_size, list(cameras))
     summary = CollectSummary()
     total = episodes * len(tasks)
     for task in tasks:
@@ -67,7 +72,7 @@ def collect(
             variation = int(np.random.default_rng(episode_seed).integers(50))
             env = MetaWorldEnv(task, episode_seed, variation, image_size)
             try:
-                success, length = _record(writer, env, expert, max_steps, until_success, keep_failures)
+                success, length = _record(writer, env, expert, cameras, max_steps, until_success, keep_failures)
             finally:
                 env.close()
             if success or keep_failures:
@@ -87,6 +92,7 @@ def _record(
     writer: DatasetWriter,
     env: MetaWorldEnv,
     expert: ScriptedExpert,
+    cameras: tuple[str, ...],
     max_steps: int,
     until_success: bool,
     keep_failures: bool,
@@ -96,7 +102,8 @@ def _record(
     with writer.episode() as episode:
         for _ in range(max_steps):
             action = expert(obs)
-            episode.add_frame({STATE: env.state(obs), ACTION: action}, {IMAGE_KEY: env.image()}, env.prompt)
+            images = {image_key(c): env.image(c) for c in cameras}
+            episode.add_frame({STATE: env.state(obs), ACTION: action}, images, env.prompt)
             obs, solved, truncated = env.step(action)
             success = success or solved
             if (success and until_success) or truncated:

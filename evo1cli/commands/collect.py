@@ -18,6 +18,7 @@ def collect(
     task: str = typer.Option("reach-v3", "--task", help="Meta-World task, a comma list, mt10 or mt50."),
     episodes: int = typer.Option(50, "--episodes", help="Episodes to keep per task."),
     resolution: int = typer.Option(448, "--resolution", help="Camera image size (square)."),
+    cameras: str = typer.Option("corner2", "--cameras", help="Comma list of scene cameras to record."),
     seed: int = typer.Option(0, "--seed", help="Base seed; episode k uses seed + k."),
     max_steps: int = typer.Option(500, "--max-steps", help="Steps per episode at most."),
     full_length: bool = typer.Option(
@@ -50,6 +51,7 @@ def collect(
                 max_steps=max_steps,
                 until_success=not full_length,
                 keep_failures=keep_failures,
+                cameras=tuple(c.strip() for c in cameras.split(",") if c.strip()),
                 progress=update,
             )
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ decoders kept open per worker. `collate` turns samples into the model's `Batch`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,34 @@ class _Source:
     state_dim: int
 
 
+class FrameCache:
+    """Resized frames, least recently used first out, up to `max_bytes` (per process: per worker).
+
+    At the tiny model's 112 px a frame is 37 KB, so a few thousand frames fit and later epochs decode
+    nothing; at 448 px it mainly catches frames that neighbouring windows share.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._frames: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> torch.Tensor | None:
+        image = self._frames.get(key)
+        if image is not None:
+            self._frames.move_to_end(key)
+        return image
+
+    def put(self, key: tuple[str, int], image: torch.Tensor) -> None:
+        size = image.numel()
+        if size > self.max_bytes:
+            return
+        self._frames[key] = image
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self.bytes -= self._frames.popitem(last=False)[1].numel()
+
+
 class WindowDataset(Dataset):
     """Windows of (state, H actions, views, prompt) from every frame of every source."""
 
@@ -81,6 +110,7 @@ class WindowDataset(Dataset):
         normalization: str = "bounds",
         augmentation: Augmentation | None = None,
         stats: StatsTable | None = None,
+        cache_bytes: int = 256 * 2**20,
     ):
         if not sources:
             raise Evo1Error("at least one dataset is needed", field="datasets")
@@ -90,6 +120,7 @@ class WindowDataset(Dataset):
         self.augmentation = augmentation
         self.stats = StatsTable()
         self.reader = FrameReader()
+        self.cache = FrameCache(cache_bytes)
         self.sources: list[_Source] = []
         index: list[np.ndarray] = []
         for s, spec in enumerate(sources):
@@ -166,12 +197,7 @@ class WindowDataset(Dataset):
         for v, view in enumerate(source.views):
             if view is None:
                 continue
-            path = source.meta.video_file(view, source.meta.episodes[e].index)
-            frame = self.reader.read(path, ep.timestamp[t])
-            if list(frame.shape) != list(source.meta.features[view]["shape"]):
-                declared = "x".join(str(v) for v in source.meta.features[view]["shape"][:2])
-                raise Evo1Error(f"frames are {frame.shape[0]}x{frame.shape[1]}, info.json says {declared}", path=path)
-            image = resize_uint8(torch.from_numpy(frame)[None], self.image_size)[0].to(torch.uint8)
+            image = self._view(source, view, e, t)
             images[v] = self.augmentation(image) if self.augmentation else image
             image_mask[v] = True
         action_mask = torch.zeros(MAX_DIM, dtype=torch.bool)
@@ -186,6 +212,21 @@ class WindowDataset(Dataset):
             "action_is_pad": action_is_pad,  # (H,)
             "source": s,
         }
+
+    def _view(self, source: _Source, view: str, e: int, t: int) -> torch.Tensor:
+        """Frame t of a camera, resized to (3, S, S) uint8; recently used frames come from the cache."""
+        path = source.meta.video_file(view, source.meta.episodes[e].index)
+        key = (str(path), t)
+        image = self.cache.get(key)
+        if image is not None:
+            return image
+        frame = self.reader.read(path, source.episodes[e].timestamp[t])
+        if list(frame.shape) != list(source.meta.features[view]["shape"]):
+            declared = "x".join(str(v) for v in source.meta.features[view]["shape"][:2])
+            raise Evo1Error(f"frames are {frame.shape[0]}x{frame.shape[1]}, info.json says {declared}", path=path)
+        image = resize_uint8(torch.from_numpy(frame)[None], self.image_size)[0]
+        self.cache.put(key, image)
+        return image
 
     def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
         """Draws windows so that each source gets its `weight` share, whatever its size."""

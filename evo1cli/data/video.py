@@ -128,6 +128,8 @@ class _OpenVideo:
         av = _av()
         self.container = av.open(str(path))
         self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "NONE"  # one frame at a time: decoder threads only add latency (and
+        self.stream.codec_context.thread_count = 1  # DataLoader workers are the parallelism)
         self.time_base = float(self.stream.time_base)
         self.frame_time = 1.0 / float(self.stream.average_rate or self.stream.base_rate)
         self.iterator: Any = None

@@ -33,12 +33,13 @@ def as_image_tensor(image: ImageLike, field: str = "image") -> torch.Tensor:
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, size, size) float in [0, 255], bicubic + antialias, rounded."""
-    x = images.permute(0, 3, 1, 2).float()
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) uint8: bicubic + antialias, rounded (torch's uint8 path,
+    ~8x faster than going through float; training and inference both resize here)."""
+    x = images.permute(0, 3, 1, 2)
     if x.shape[-2:] != (size, size):
+        x = x.contiguous(memory_format=torch.channels_last)
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-        x = x.round_().clamp_(0, 255)
-    return x
+    return x.contiguous()
 
 
 def to_pixel_values(images: Sequence[ImageLike], size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -83,15 +83,20 @@ class MetaWorldEnv:
         self.steps += 1
         return np.asarray(obs, dtype=np.float64), bool(info["success"] >= 1.0), bool(truncated)
 
-    def image(self) -> np.ndarray:
+    def image(self, camera: str = CAMERA) -> np.ndarray:
+        """What the policy sees from `camera` (corner2 by default; any camera of the scene works)."""
+        import mujoco
+
         if not self._fast:  # the viewer exists after the first render call
             self.env.render()
-            import mujoco
-
             scene = self.env.mujoco_renderer._get_viewer("rgb_array").scn
             scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             self._fast = True
+        camera_id = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if camera_id < 0:
+            raise Evo1Error(f"no camera {camera!r} in the scene", field="cameras")
+        self.env.mujoco_renderer.camera_id = camera_id
         return camera_image(self.env.render(), self.image_size)
 
     @staticmethod
