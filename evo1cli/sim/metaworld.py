@@ -10,6 +10,11 @@
 A task variation (the goal and object placement) is `MT1(task, seed).train_tasks[variation]`;
 `reset(seed=...)` is ignored by Meta-World, so (seed, variation) is what makes an episode reproducible.
 Rendering is headless (MUJOCO_GL=egl unless set); shadows and reflections are off, 3x faster.
+
+The authors' MT50 evaluation draws its variations differently: `gym.make_vec("Meta-World/MT50", seed=4042)`
+amounts to `MT50(seed=4042)`'s tasks for the env, `env.seed(4042)`, and per episode
+`env.set_task(tasks[env.np_random.choice(50)])` (their `reset(seed=4042 + ep)` is ignored). `MT50(seed)`
+variations are not `MT1(task, seed)`'s; a benchmark that reproduces their protocol must draw them that way.
 """
 
 from __future__ import annotations
