@@ -29,8 +29,11 @@ def collect(
 ) -> None:
     """Record scripted-expert demonstrations (each episode committed atomically; Ctrl-C keeps the finished ones).
 
-    Examples:  evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach
-               evo1 collect --robot metaworld --task mt10 --episodes 5 --resolution 224 --out data/mt10
+    Examples:
+
+      evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach
+
+      evo1 collect --robot metaworld --task mt10 --episodes 5 --resolution 224 --out data/mt10
     """
     if robot not in ROBOTS:
         raise Evo1Error(f"must be one of {', '.join(ROBOTS)}, got {robot!r}", field="--robot")

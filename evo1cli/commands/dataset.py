@@ -23,8 +23,11 @@ def validate(
     Prints every problem with its file and field; warnings (leftovers of an interrupted write) do not
     fail validation. Never modifies anything.
 
-    Examples:  evo1 dataset validate data/reach
-               evo1 dataset validate data/reach --decode --json
+    Examples:
+
+      evo1 dataset validate data/reach
+
+      evo1 dataset validate data/reach --decode --json
     """
     from evo1cli.data.validate import validate as run
 
