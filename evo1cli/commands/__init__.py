@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from evo1cli.commands import collect, dataset, info, model, smoke
+from evo1cli.commands import collect, dataset, info, model, serve, smoke
 from evo1cli.errors import Evo1Error
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.command("info")(info.info)
 app.command("smoke")(smoke.smoke)
 app.command("collect")(collect.collect)
+app.command("serve")(serve.serve)
 app.add_typer(model.app, name="model")
 app.add_typer(dataset.app, name="dataset")
 

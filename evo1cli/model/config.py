@@ -50,6 +50,7 @@ class Evo1Config:
 
     # Data and runtime.
     normalization: str = "bounds"  # "bounds" (default), "bounds_q99" or "normal"
+    relative_actions: bool = False  # actions were trained as a_k - s (state's first dims): predict adds s back
     attn_implementation: str = "sdpa"  # "sdpa" or "eager"; actions do not depend on it
     seed: int = 0  # seed of a randomly initialised model
 
@@ -137,12 +138,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
     "str | None": (str, type(None)),
+    "bool": (bool,),
 }
 
 
 def _check_type(name: str, value: Any, annotation: Any, path: str | Path | None) -> None:
     allowed = _TYPES[str(annotation)]
-    if isinstance(value, bool) or not isinstance(value, allowed):
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         expected = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
         raise Evo1Error(f"must be {expected}, got {value!r}", path=path, field=name)
 

@@ -141,7 +141,16 @@ class Evo1Policy(nn.Module):
             noise=noise,
             generator=generator,
         ).cpu()
-        return [self._action_norm.denormalize(chunk[b], s.action).numpy() for b, s in enumerate(per_sample)]
+        chunks = [self._action_norm.denormalize(chunk[b], s.action).numpy() for b, s in enumerate(per_sample)]
+        if self.config.relative_actions:  # executable actions: offsets from the current state, made absolute
+            for b, (obs, c) in enumerate(zip(observations, chunks, strict=True)):
+                state = np.asarray(obs.state, dtype=np.float32)
+                if state.shape[0] < c.shape[1]:
+                    raise Evo1Error(
+                        "relative actions need a state at least as long as the action", field=f"observations[{b}].state"
+                    )
+                c += state[: c.shape[1]]
+        return chunks
 
     def _resolve_stats(self, index: int, obs: Observation) -> NormStats:
         try:

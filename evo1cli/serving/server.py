@@ -1,0 +1,228 @@
+"""`PolicyServer`: a websocket policy server over one checkpoint.
+
+    connection  GET /healthz -> 200 "ok" (plain HTTP); other paths upgrade to a websocket. With a token,
+                the handshake needs `Authorization: Bearer <token>` (or `?token=<token>`), else 401.
+                Clients offering the "evo1.msgpack" subprotocol first get a metadata message.
+    request     one frame -> one reply, msgpack or the authors' JSON, told apart per frame (wire.py)
+    inference   requests that arrive together (within `batch_window_s`, up to `max_batch`) share one
+                forward pass, run in a worker thread so the event loop keeps serving
+    errors      a bad frame gets an error reply naming the field; the connection and the server go on
+
+The server turns raw observations into executable actions: normalisation, padding, cropping and (for
+checkpoints trained on relative actions) adding the state back all happen in `Evo1Policy.predict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import torch
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response
+
+from evo1cli.errors import Evo1Error
+from evo1cli.model.flow_matching import uniform_noise
+from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.serving import wire
+
+log = logging.getLogger("evo1.serve")
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    token: str | None = None
+    max_message_bytes: int = 32 * 2**20  # 3 raw 448 px images are 1.8 MB; the authors' JSON ~9.5 MB
+    max_batch: int = 16
+    batch_window_s: float = 0.005
+    seed: int | None = None  # fixed initial noise per request: identical replies to identical requests
+
+
+@dataclass
+class _Job:
+    observation: Observation
+    noise: torch.Tensor
+    future: asyncio.Future = field(repr=False)
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    errors: int = 0
+    batches: list[int] = field(default_factory=list)  # size of each forward pass
+
+
+class PolicyServer:
+    def __init__(self, policy: Evo1Policy, options: ServeOptions | None = None):
+        self.policy = policy.eval()
+        self.options = options or ServeOptions()
+        self.stats = ServerStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evo1-infer")
+        self._queue: asyncio.Queue[_Job] | None = None
+        self.port: int | None = None
+
+    # ------------------------------------------------------------------ description
+    def metadata(self) -> dict[str, Any]:
+        config = self.policy.config
+        return {
+            "type": "metadata",
+            "model": {"backbone": config.backbone, "image_size": config.image_size, "num_views": config.num_views},
+            "horizon": config.horizon,
+            "action_dims": {f"{e}/{d}": s.action.dim for (e, d), s in self.policy.stats.entries.items()},
+            "state_dims": {f"{e}/{d}": s.state.dim for (e, d), s in self.policy.stats.entries.items()},
+            "stats_keys": [{"embodiment": e, "dataset": d} for e, d in self.policy.stats.entries],
+            "relative_actions": config.relative_actions,
+            "images": {"dtype": "uint8", "layout": "HxWx3 RGB", "max_side": wire.MAX_SIDE, "any_size": True},
+            "protocols": [wire.MSGPACK, wire.AUTHORS],
+            "max_message_bytes": self.options.max_message_bytes,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    async def serve_forever(self, ready: Callable[[int], None] | None = None) -> None:
+        self._queue = asyncio.Queue()
+        batcher = asyncio.create_task(self._batch_loop())
+        async with serve(
+            self._handle,
+            self.options.host,
+            self.options.port,
+            process_request=self._process_request,
+            select_subprotocol=_select_subprotocol,
+            max_size=2 * self.options.max_message_bytes,  # larger frames close the connection (1009)
+            compression=None,
+            ping_interval=None,
+        ) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            if ready:
+                ready(self.port)
+            try:
+                await asyncio.Future()  # until cancelled
+            finally:
+                batcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await batcher
+                self._executor.shutdown(wait=False)
+
+    def _process_request(self, connection: ServerConnection, request: HttpRequest) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        token = self.options.token
+        if token is not None:
+            header = request.headers.get("Authorization", "")
+            given = header.removeprefix("Bearer ").strip() if header else parse_qs(url.query).get("token", [""])[0]
+            if given != token:
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required\n")
+        return None
+
+    # ------------------------------------------------------------------ connections
+    async def _handle(self, connection: ServerConnection) -> None:
+        if connection.subprotocol == wire.SUBPROTOCOL:
+            await connection.send(wire.pack(self.metadata()))
+        async for frame in connection:
+            await connection.send(await self.answer(frame))
+
+    async def answer(self, frame: bytes | str) -> bytes | str:
+        """The reply to one frame (never raises: bad input becomes an error reply)."""
+        start = time.perf_counter()
+        protocol = wire.MSGPACK if isinstance(frame, bytes) else wire.AUTHORS
+        self.stats.requests += 1
+        request_id = None
+        try:
+            if len(frame) > self.options.max_message_bytes:
+                raise wire.RequestError("message", f"{len(frame)} bytes, more than the limit of "
+                                        f"{self.options.max_message_bytes}")  # fmt: skip
+            request = wire.parse(frame)
+            request_id = request.id
+            observation = self._observation(request)
+            actions, infer_ms, batch = await self._infer(observation)
+        except wire.RequestError as err:
+            self.stats.errors += 1
+            return wire.error_reply(protocol, err.field, err.message, request_id)
+        except Evo1Error as err:
+            self.stats.errors += 1
+            return wire.error_reply(protocol, err.field or "request", err.message, request_id)
+        except Exception as err:  # a bug must not take the server down; say what happened
+            log.exception("inference failed")
+            self.stats.errors += 1
+            return wire.error_reply(protocol, "server", f"{type(err).__name__}: {err}", request_id)
+        timing = {"infer_ms": infer_ms, "total_ms": (time.perf_counter() - start) * 1000, "batch_size": batch}
+        return wire.reply(request, actions, timing)
+
+    def _observation(self, request: wire.Request) -> Observation:
+        if len(request.images) > self.policy.config.num_views:
+            raise wire.RequestError("images", f"the model has {self.policy.config.num_views} view slots")
+        field = "arm_key/dataset_key" if request.protocol == wire.AUTHORS else "embodiment/dataset"
+        try:
+            stats = self.policy.stats.get(request.embodiment, request.dataset)
+        except Evo1Error as err:
+            raise wire.RequestError(field, err.message) from None
+        state = wire.crop_padded_state(request.state, stats.state.dim)
+        key = next(k for k, v in self.policy.stats.entries.items() if v is stats)
+        return Observation(request.images, request.prompt, state, embodiment=key[0], dataset=key[1])
+
+    # ------------------------------------------------------------------ batching
+    async def _infer(self, observation: Observation) -> tuple[np.ndarray, float, int]:
+        assert self._queue is not None, "serve_forever() is not running"
+        config = self.policy.config
+        generator = torch.Generator().manual_seed(self.options.seed) if self.options.seed is not None else None
+        noise = uniform_noise((config.horizon, config.action_dim), generator)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(observation, noise, future))
+        return await future
+
+    async def _batch_loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            deadline = loop.time() + self.options.batch_window_s
+            while len(jobs) < self.options.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    jobs.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            results = await loop.run_in_executor(self._executor, self._predict, jobs)
+            for job, result in zip(jobs, results, strict=True):
+                if not job.future.done():
+                    if isinstance(result, BaseException):
+                        job.future.set_exception(result)
+                    else:
+                        job.future.set_result(result)
+
+    def _predict(self, jobs: list[_Job]) -> list[tuple[np.ndarray, float, int] | BaseException]:
+        """One forward pass for the batch; if it fails, each job alone, so only a bad one gets the error."""
+        try:
+            start = time.perf_counter()
+            chunks = self.policy.predict([j.observation for j in jobs], noise=torch.stack([j.noise for j in jobs]))
+            infer_ms = (time.perf_counter() - start) * 1000
+            self.stats.batches.append(len(jobs))
+            return [(chunk, infer_ms, len(jobs)) for chunk in chunks]
+        except Exception as err:
+            if len(jobs) == 1:
+                return [err]
+            return [self._predict([job])[0] for job in jobs]
+
+
+def _select_subprotocol(connection: ServerConnection, subprotocols: list[str]) -> str | None:
+    return wire.SUBPROTOCOL if wire.SUBPROTOCOL in subprotocols else None
+
+
+def run_server(policy: Evo1Policy, options: ServeOptions, ready: Callable[[int], None] | None = None) -> None:
+    """Serve until Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(PolicyServer(policy, options).serve_forever(ready))
