@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from evo1cli.commands import collect, dataset, info, model, serve, smoke
+from evo1cli.commands import bench, collect, dataset, info, model, serve, smoke
 from evo1cli.errors import Evo1Error
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.command("collect")(collect.collect)
 app.command("serve")(serve.serve)
 app.add_typer(model.app, name="model")
 app.add_typer(dataset.app, name="dataset")
+app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from evo1cli.serving import wire
+from . import wire  # relative: `evo1 bench robotwin --export-plugin` ships this package as-is
 
 
 class ServerError(Exception):

@@ -145,12 +145,12 @@ def _from_authors(data: Any) -> Request:
             images.append(None)
             continue
         try:
-            array = np.asarray(img, dtype=np.float64)
-        except (ValueError, TypeError):
+            array = np.array(img, dtype=np.uint8)  # numpy refuses integers outside 0-255
+        except (ValueError, TypeError, OverflowError):
             raise RequestError(f"image[{i}]", "expected a nested list H x W x 3 of integers 0-255") from None
-        if array.ndim != 3 or array.shape[2] != 3 or (array < 0).any() or (array > 255).any():
+        if array.ndim != 3 or array.shape[2] != 3:
             raise RequestError(f"image[{i}]", f"expected H x W x 3 values in 0-255, got shape {array.shape}")
-        images.append(_image(array.astype(np.uint8)[:, :, ::-1].copy(), f"image[{i}]"))  # BGR -> RGB
+        images.append(_image(array[:, :, ::-1].copy(), f"image[{i}]"))  # BGR -> RGB
     if all(img is None for img in images):
         raise RequestError("image_mask", "every view is masked out")
     action_mask = data.get("action_mask")
