@@ -119,15 +119,7 @@ def _from_msgpack(data: Any) -> Request:
     checked = [None if img is None else _image(img, f"images[{i}]") for i, img in enumerate(images)]
     if all(img is None for img in checked):
         raise RequestError("images", "every view is absent")
-    return Request(
-        images=checked,
-        state=_vector(data.get("state"), "state"),
-        prompt=_text(data.get("prompt"), "prompt"),
-        embodiment=_key(data.get("embodiment"), "embodiment"),
-        dataset=_key(data.get("dataset"), "dataset"),
-        protocol=MSGPACK,
-        id=data.get("id") if isinstance(data.get("id"), str | int) else None,
-    )
+    return _request(data, checked, MSGPACK, "embodiment", "dataset")
 
 
 def _from_authors(data: Any) -> Request:
@@ -158,13 +150,21 @@ def _from_authors(data: Any) -> Request:
         flat = np.asarray(action_mask, dtype=object).reshape(-1) if isinstance(action_mask, list) else None
         if flat is None or not all(v in (0, 1, True, False) for v in flat):
             raise RequestError("action_mask", "expected a flat or nested list of 0/1")
+    return _request(data, images, AUTHORS, "arm_key", "dataset_key")
+
+
+def _request(
+    data: dict, images: list[np.ndarray | None], protocol: str, embodiment_key: str, dataset_key: str
+) -> Request:
+    """The fields both formats share (under their own names for the stats keys)."""
     return Request(
         images=images,
         state=_vector(data.get("state"), "state"),
         prompt=_text(data.get("prompt"), "prompt"),
-        embodiment=_key(data.get("arm_key"), "arm_key"),
-        dataset=_key(data.get("dataset_key"), "dataset_key"),
-        protocol=AUTHORS,
+        embodiment=_key(data.get(embodiment_key), embodiment_key),
+        dataset=_key(data.get(dataset_key), dataset_key),
+        protocol=protocol,
+        id=data.get("id") if isinstance(data.get("id"), str | int) else None,
     )
 
 
