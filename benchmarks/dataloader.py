@@ -117,8 +117,8 @@ def main() -> None:
           f"cameras {meta.video_keys}")  # fmt: skip
 
     rng = np.random.default_rng(0)
-    ours_idx = rng.integers(0, len(meta.episodes) * 300, args.samples).tolist()
-    base_idx = rng.integers(0, len(meta.episodes) * 300, args.baseline_samples).tolist()
+    ours_idx = rng.integers(0, meta.total_frames, args.samples).tolist()
+    base_idx = rng.integers(0, meta.total_frames, args.baseline_samples).tolist()
     rates = {}
     for augment in (False, True):
         for name, reader, indices in (("random access", None, ours_idx), ("from start", FromStartReader(), base_idx)):
