@@ -33,7 +33,7 @@ from evo1cli.data.video import FrameReader
 from evo1cli.errors import Evo1Error
 from evo1cli.model.config import MAX_DIM, Evo1Config
 from evo1cli.model.images import normalize_pixels, resize_uint8
-from evo1cli.model.normalization import Normalizer, NormStats, StatsTable
+from evo1cli.model.normalization import Normalizer, StatsTable
 from evo1cli.model.policy import Batch
 
 
@@ -67,7 +67,6 @@ class _Source:
     views: list[str | None]
     episodes: list[_Episode]
     action_dim: int
-    state_dim: int
 
 
 class FrameCache:
@@ -162,7 +161,7 @@ class WindowDataset(Dataset):
         else:
             norm = norm_stats(meta)
         self.stats.add(spec.embodiment, spec.key, norm)
-        state_norm, action_norm = Normalizer(normalization, MAX_DIM), Normalizer(normalization, MAX_DIM)
+        normalizer = Normalizer(normalization, MAX_DIM)  # the same map for state and action, with their own stats
         episodes = []
         offsets = meta.episode_offsets()
         for i in range(len(meta.episodes)):
@@ -170,19 +169,16 @@ class WindowDataset(Dataset):
             assert table is not None  # strict reading raises instead
             episodes.append(
                 _Episode(
-                    state=state_norm.normalize(table.state[:, : dims[STATE]], norm.state),
-                    action=action_norm.normalize(table.action[:, : dims[ACTION]], norm.action),
+                    state=normalizer.normalize(table.state[:, : dims[STATE]], norm.state),
+                    action=normalizer.normalize(table.action[:, : dims[ACTION]], norm.action),
                     timestamp=table.timestamp,
                     prompts=[meta.tasks[int(t)] for t in table.task_index],
                 )
             )
-        return _Source(spec, meta, views, episodes, dims[ACTION], dims[STATE])
+        return _Source(spec, meta, views, episodes, dims[ACTION])
 
     def __len__(self) -> int:
         return len(self.index)
-
-    def norm_stats(self, embodiment: str, dataset: str) -> NormStats:
-        return self.stats.get(embodiment, dataset)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s, e, t = (int(v) for v in self.index[i])

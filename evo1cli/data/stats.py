@@ -78,7 +78,6 @@ def order_statistics(chunks: Chunks, ranks: list[int], moments: Moments, budget:
 
 
 def _select(chunks: Chunks, dim: int, rank: int, lo: float, hi: float, budget: int) -> float:
-    below = 0  # values < lo
     while True:
         if lo == hi:
             return lo
@@ -86,16 +85,15 @@ def _select(chunks: Chunks, dim: int, rank: int, lo: float, hi: float, budget: i
         count = 0
         edges = np.linspace(lo, hi, BINS + 1)
         hist = np.zeros(BINS, dtype=np.int64)
-        n_below = 0
+        below = 0  # values < lo
         for chunk in chunks():
             x = chunk[:, dim]
-            n_below += int((x < lo).sum())
+            below += int((x < lo).sum())
             x = x[(x >= lo) & (x <= hi)]
             count += len(x)
             if count <= budget:
                 inside.append(x)
             hist += np.histogram(x, bins=edges)[0]
-        below = n_below
         if count <= budget:
             values = np.sort(np.concatenate(inside)) if inside else np.empty(0)
             return float(values[rank - below])

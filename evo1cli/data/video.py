@@ -97,17 +97,14 @@ def probe(path: str | Path, decode: bool = False) -> VideoProbe:
             if not container.streams.video:
                 raise Evo1Error("has no video stream", path=path)
             stream = container.streams.video[0]
-            frames, last = stream.frames, 0.0
+            rate = stream.average_rate or stream.base_rate or Fraction(0)
+            frames = stream.frames
+            last = (frames - 1) / float(rate) if frames > 0 and rate else 0.0
             if decode or frames <= 0:
                 frames = 0
                 for frame in container.decode(stream):
                     frames += 1
                     last = float(frame.time or 0.0)
-            elif stream.duration is not None:
-                last = float((stream.duration + (stream.start_time or 0)) * stream.time_base) - 1 / float(
-                    stream.average_rate or stream.base_rate
-                )
-            rate = stream.average_rate or stream.base_rate or Fraction(0)
             return VideoProbe(
                 frames=frames,
                 width=stream.codec_context.width,

@@ -215,12 +215,6 @@ class DatasetWriter:
         info["splits"] = {"train": f"0:{len(meta.episodes)}"} if meta.episodes else {}
         atomic_write_text(self.root / INFO_PATH, json.dumps(info, indent=4) + "\n")
 
-    def task_index(self, task: str) -> int:
-        for index, known in self.meta.tasks.items():
-            if known == task:
-                return index
-        return len(self.meta.tasks)
-
     def episode(self) -> EpisodeRecorder:
         return EpisodeRecorder(self)
 

@@ -112,12 +112,16 @@ class StatsTable:
 
     def get(self, embodiment: str | None = None, dataset: str | None = None) -> NormStats:
         """The stats of a key; either part may be omitted when it is unambiguous."""
+        return self.entries[self.key(embodiment, dataset)]
+
+    def key(self, embodiment: str | None = None, dataset: str | None = None) -> tuple[str, str]:
+        """The full (embodiment, dataset) key that a possibly partial key names."""
         matches = [
             key for key in self.entries
             if (embodiment is None or key[0] == embodiment) and (dataset is None or key[1] == dataset)
         ]  # fmt: skip
         if len(matches) == 1:
-            return self.entries[matches[0]]
+            return matches[0]
         known = ", ".join(f"{e}/{d}" for e, d in self.entries) or "none"
         wanted = f"{embodiment or '*'}/{dataset or '*'}"
         why = "no stats for" if not matches else "several stats match"

@@ -165,11 +165,10 @@ class PolicyServer:
             raise wire.RequestError("images", f"the model has {self.policy.config.num_views} view slots")
         field = "arm_key/dataset_key" if request.protocol == wire.AUTHORS else "embodiment/dataset"
         try:
-            stats = self.policy.stats.get(request.embodiment, request.dataset)
+            key = self.policy.stats.key(request.embodiment, request.dataset)
         except Evo1Error as err:
             raise wire.RequestError(field, err.message) from None
-        state = wire.crop_padded_state(request.state, stats.state.dim)
-        key = next(k for k, v in self.policy.stats.entries.items() if v is stats)
+        state = wire.crop_padded_state(request.state, self.policy.stats.entries[key].state.dim)
         return Observation(request.images, request.prompt, state, embodiment=key[0], dataset=key[1])
 
     # ------------------------------------------------------------------ batching
