@@ -82,7 +82,7 @@ def data_wait(dataset_dir: Path, steps: int, workers: int) -> tuple[float, float
             t0 = time.perf_counter()
             batch = next(iterator)  # type: ignore[call-overload]
             t1 = time.perf_counter()
-            loss = policy.loss(batch)
+            loss = policy(batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

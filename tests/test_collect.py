@@ -85,7 +85,7 @@ def test_collected_dataset_trains_through_the_loader(collected, tiny_config):
     optimizer = torch.optim.AdamW(policy.action_head.parameters(), lr=1e-4)
     batch = next(iter(loader))
     assert batch.pixel_values.shape == (4, 3, config.image_size, config.image_size)
-    loss = policy.loss(batch, torch.Generator().manual_seed(0))
+    loss = policy(batch, torch.Generator().manual_seed(0))
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss)

@@ -15,11 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from evo1cli.data.format import ACTION, STATE, vector_feature
 from evo1cli.data.writer import Camera, DatasetWriter
-from evo1cli.sim.metaworld import ACTION_DIM, CAMERA, MAX_PATH_LENGTH, STATE_DIM, MetaWorldEnv, ScriptedExpert
+from evo1cli.sim.metaworld import (
+    ACTION_DIM,
+    CAMERA,
+    MAX_PATH_LENGTH,
+    STATE_DIM,
+    MetaWorldEnv,
+    ScriptedExpert,
+    episode_variation,
+)
 
 FPS = 80  # Meta-World's control rate: frame_skip 5 x timestep 2.5 ms
 STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper", "obj_x", "obj_y", "obj_z", "obj_qw"]
@@ -69,8 +75,7 @@ def collect(
         while kept_here < episodes:
             index = len(writer.meta.episodes)
             episode_seed = seed + index + summary.failed
-            variation = int(np.random.default_rng(episode_seed).integers(50))
-            env = MetaWorldEnv(task, episode_seed, variation, image_size)
+            env = MetaWorldEnv(task, episode_seed, episode_variation(episode_seed), image_size)
             try:
                 success, length = _record(writer, env, expert, cameras, max_steps, until_success, keep_failures)
             finally:

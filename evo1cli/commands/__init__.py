@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from evo1cli.commands import bench, collect, dataset, info, model, serve, smoke
+from evo1cli.commands import bench, collect, dataset, info, model, quickstart, serve, smoke, train
 from evo1cli.errors import Evo1Error
 
 app = typer.Typer(
@@ -15,11 +15,13 @@ app = typer.Typer(
         "Evo-1 vision-language-action policies: collect demonstrations, train, export, benchmark, "
         "serve and deploy.\n\n"
         "Examples:\n\n"
+        "  evo1 quickstart\n\n"
         "  evo1 info --json\n\n"
         "  evo1 smoke --out runs/smoke\n\n"
         "  evo1 model init --preset tiny --out runs/tiny\n\n"
         "  evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach\n\n"
         "  evo1 dataset validate data/reach\n\n"
+        "  evo1 train --recipe recipes/quickstart.yaml\n\n"
         "  evo1 model predict runs/tiny --image cam.png --prompt 'Reach a goal position' --state 0,0,0,0,0,0,0,0"
     ),
     no_args_is_help=True,
@@ -28,8 +30,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("info")(info.info)
+app.command("quickstart")(quickstart.quickstart)
 app.command("smoke")(smoke.smoke)
 app.command("collect")(collect.collect)
+app.command("train")(train.train)
 app.command("serve")(serve.serve)
 app.add_typer(model.app, name="model")
 app.add_typer(dataset.app, name="dataset")

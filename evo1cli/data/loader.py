@@ -132,7 +132,12 @@ class WindowDataset(Dataset):
 
     @classmethod
     def from_config(
-        cls, sources: Sequence[DataSource], config: Evo1Config, augment: bool, stats: StatsTable | None = None
+        cls,
+        sources: Sequence[DataSource],
+        config: Evo1Config,
+        augment: bool,
+        stats: StatsTable | None = None,
+        cache_bytes: int = 256 * 2**20,
     ) -> WindowDataset:
         return cls(
             sources,
@@ -142,6 +147,7 @@ class WindowDataset(Dataset):
             normalization=config.normalization,
             augmentation=Augmentation() if augment else None,
             stats=stats,
+            cache_bytes=cache_bytes,
         )
 
     def _load(self, spec: DataSource, normalization: str, stats: StatsTable | None) -> _Source:
@@ -180,7 +186,10 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        """Window `item`, or `(window, seed)`: the seed then fixes its augmentation (exact resume)."""
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
         s, e, t = (int(v) for v in self.index[i])
         source = self.sources[s]
         ep = source.episodes[e]
@@ -194,7 +203,7 @@ class WindowDataset(Dataset):
             if view is None:
                 continue
             image = self._view(source, view, e, t)
-            images[v] = self.augmentation(image) if self.augmentation else image
+            images[v] = self.augmentation(image, generator) if self.augmentation else image
             image_mask[v] = True
         action_mask = torch.zeros(MAX_DIM, dtype=torch.bool)
         action_mask[: source.action_dim] = True
@@ -224,13 +233,16 @@ class WindowDataset(Dataset):
         self.cache.put(key, image)
         return image
 
-    def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
-        """Draws windows so that each source gets its `weight` share, whatever its size."""
+    def window_weights(self) -> torch.Tensor:
+        """Each window's probability of being drawn, so that each source gets its `weight` share."""
         counts = np.bincount(self.index[:, 0], minlength=len(self.sources))
         weights = np.array([src.spec.weight for src in self.sources]) / np.maximum(counts, 1)
-        return WeightedRandomSampler(
-            torch.as_tensor(weights[self.index[:, 0]]), num_samples, replacement=True, generator=generator
-        )
+        weights = weights[self.index[:, 0]]
+        return torch.as_tensor(weights / weights.sum())
+
+    def sampler(self, num_samples: int, generator: torch.Generator | None = None) -> WeightedRandomSampler:
+        """Draws windows by `window_weights`, with replacement."""
+        return WeightedRandomSampler(self.window_weights(), num_samples, replacement=True, generator=generator)
 
 
 def collate(samples: list[dict[str, Any]]) -> Batch:

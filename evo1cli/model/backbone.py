@@ -165,6 +165,14 @@ class Evo1Backbone(nn.Module):
     def set_attention_backend(self, name: str) -> None:
         self.model.set_attn_implementation(name)
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each vision and LLM layer's activations in backward instead of keeping them."""
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
     # ------------------------------------------------------------------ embedding
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

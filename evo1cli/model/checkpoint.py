@@ -36,12 +36,17 @@ BACKBONE_DIR = "backbone"
 def save_policy(policy: Evo1Policy, directory: str | Path) -> Path:
     directory = Path(directory)
     with atomic_directory(directory) as staging:
-        (staging / CONFIG_FILE).write_text(policy.config.to_json())
-        policy.stats.save(staging / STATS_FILE)
-        policy.backbone.save_pretrained(staging / BACKBONE_DIR, weights=False)
-        state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
-        save_file(state, staging / WEIGHTS_FILE, metadata={"format": "pt", "evo1cli": __version__})
+        write_policy(policy, staging)
     return directory
+
+
+def write_policy(policy: Evo1Policy, directory: Path) -> None:
+    """The checkpoint's files into an existing (staging) directory; `save_policy` makes it atomic."""
+    (directory / CONFIG_FILE).write_text(policy.config.to_json())
+    policy.stats.save(directory / STATS_FILE)
+    policy.backbone.save_pretrained(directory / BACKBONE_DIR, weights=False)
+    state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
+    save_file(state, directory / WEIGHTS_FILE, metadata={"format": "pt", "evo1cli": __version__})
 
 
 def load_policy(

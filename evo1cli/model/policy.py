@@ -11,6 +11,7 @@ Normalisation stats are looked up per (embodiment, dataset) key and travel insid
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class Evo1Policy(nn.Module):
         self.backbone = backbone
         self.action_head = action_head
         self.stats = stats
+        self.backbone_frozen = False
         self._state_norm = Normalizer(config.normalization, config.state_dim)
         self._action_norm = Normalizer(config.normalization, config.action_dim)
 
@@ -93,19 +95,36 @@ class Evo1Policy(nn.Module):
         """Backbone tokens (B, T, E) and their validity mask (B, T)."""
         return self.backbone(pixel_values, image_mask, prompts)
 
-    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The flow-matching loss of a normalised training batch."""
-        context, valid = self.embed(batch.pixel_values, batch.image_mask, batch.prompts)
-        masks = Masks(context=valid, action=batch.action_mask.to(self.device))
-        return flow_matching_loss(
-            self.action_head,
-            context,
-            batch.state.to(self.device),
-            masks,
-            batch.actions.to(self.device),
-            None if batch.action_is_pad is None else batch.action_is_pad.to(self.device),
-            generator,
-        )
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Stage 1 (frozen): no gradients, eval mode, and no activations kept for backward."""
+        self.backbone_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.backbone.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> Evo1Policy:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()  # a frozen backbone never uses dropout
+        return self
+
+    def forward(self, batch: Batch, generator: torch.Generator | None = None, draws: int = 1) -> torch.Tensor:
+        """The flow-matching loss of a normalised training batch.
+
+        `draws` > 1 pairs each example with that many (noise, t) draws, all sharing one backbone pass:
+        the head sees more of the velocity field per image encoded.
+        """
+        with torch.no_grad() if self.backbone_frozen else contextlib.nullcontext():
+            context, valid = self.embed(batch.pixel_values.to(self.device), batch.image_mask, batch.prompts)
+        state, actions = batch.state.to(self.device), batch.actions.to(self.device)
+        action_mask = batch.action_mask.to(self.device)
+        is_pad = None if batch.action_is_pad is None else batch.action_is_pad.to(self.device)
+        if draws > 1:
+            context, valid, state, actions, action_mask = (
+                x.repeat_interleave(draws, dim=0) for x in (context, valid, state, actions, action_mask)
+            )
+            is_pad = None if is_pad is None else is_pad.repeat_interleave(draws, dim=0)
+        masks = Masks(context=valid, action=action_mask)
+        return flow_matching_loss(self.action_head, context, state, masks, actions, is_pad, generator)
 
     # ------------------------------------------------------------------ raw observations
     @torch.no_grad()

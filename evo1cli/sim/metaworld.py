@@ -58,6 +58,11 @@ def camera_image(frame: np.ndarray, size: int) -> np.ndarray:
     return crop
 
 
+def episode_variation(seed: int) -> int:
+    """The task variation (of 50) that an episode seeded `seed` uses, in collection and evaluation."""
+    return int(np.random.default_rng(seed).integers(50))
+
+
 class MetaWorldEnv:
     def __init__(self, task: str, seed: int, variation: int, image_size: int = 448, render: bool = True):
         if task not in PROMPTS:

@@ -1,0 +1,1 @@
+"""Training: recipes, the two-stage loop on Accelerate, checkpoints with exact resume."""

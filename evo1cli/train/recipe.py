@@ -1,0 +1,364 @@
+"""Training recipes: one YAML file holds everything a training run needs.
+
+    name: metaworld
+    output: runs/metaworld          # OUT: stage1/ and stage2/ go under it
+    seed: 0
+    precision: auto                 # auto (bf16 on a GPU, fp32 on a CPU), bf16 or fp32
+    model:                          # an Evo1Config preset plus any of its fields
+      preset: internvl3-1b
+      dropout: 0.2
+    data:
+      normalization: bounds         # bounds, bounds_q99 or normal (one type per model)
+      augmentation: true
+      num_workers: 4
+      groups:                       # embodiment -> dataset -> source
+        sawyer:
+          mt50:
+            path: data/metaworld    # relative paths are relative to the working directory
+            views: [observation.images.corner2]   # camera per view slot, null for an empty slot
+            weight: 1.0
+    train:                          # defaults for both stages
+      lr: 1.0e-5
+      ...
+    stage1: {steps: 10000}          # overrides of `train` per stage
+    stage2: {steps: 65000}
+    checkpoint: {every: 5000, keep: null}
+    logging: {every: 10, tensorboard: true, wandb: false}
+
+`load_recipe` checks every key, type and dataset path before anything starts; an error names the
+file and the dotted key. `--set key.path=value` overrides (values parsed as YAML) go through the same
+checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evo1cli.errors import Evo1Error
+from evo1cli.model.config import NORMALIZATIONS, Evo1Config
+
+PRECISIONS = ("auto", "bf16", "fp32")
+STAGES = ("stage1", "stage2")
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Optimisation settings of one stage (the paper's values are the defaults)."""
+
+    steps: int = 10_000
+    batch_size: int = 16  # per process
+    grad_accumulation: int = 1
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 1e-3  # not applied to biases, norms and other 1-D tensors
+    warmup_steps: int = 1000  # linear warm-up, then cosine to 0 at `steps`
+    grad_clip: float | None = 1.0  # max global gradient norm; null: no clipping
+    noise_draws: int = 1  # flow-matching (noise, t) draws per example, sharing one backbone pass
+    gradient_checkpointing: bool = False  # recompute the backbone's activations in backward (stage 2)
+
+
+@dataclass(frozen=True)
+class DataGroup:
+    """One dataset of the mix, under its embodiment and dataset keys (its stats key)."""
+
+    embodiment: str
+    dataset: str
+    path: Path
+    views: tuple[str | None, ...] | None = None  # None: every camera of the dataset, in order
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    groups: tuple[DataGroup, ...]
+    normalization: str = "bounds"
+    augmentation: bool = True
+    num_workers: int = 2
+    cache_mb: int = 256  # per-worker cache of resized frames
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    every: int = 5000  # steps between checkpoints (the last step is always saved)
+    keep: int | None = None  # keep this many newest step checkpoints; null keeps all
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    every: int = 10
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "evo1"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    output: Path
+    model: Evo1Config
+    data: DataSettings
+    stage1: StageSettings
+    stage2: StageSettings
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    seed: int = 0
+    precision: str = "auto"
+    max_nonfinite: int = 5  # consecutive non-finite steps before training stops
+    source: Path | None = None  # the YAML file it came from
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as resolved, for the run's copy
+
+    def stage(self, number: int) -> StageSettings:
+        return self.stage1 if number == 1 else self.stage2
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.raw, sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+class _Reader:
+    """Typed access to a YAML mapping, with errors naming the file and the dotted key."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def error(self, key: str, message: str) -> Evo1Error:
+        return Evo1Error(message, path=self.path, field=key)
+
+    def mapping(self, data: Any, key: str) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.error(key, f"must be a mapping, got {_show(data)}")
+        for k in data:
+            if not isinstance(k, str):
+                raise self.error(f"{key}.{k}" if key else str(k), "keys must be strings")
+        return data
+
+    def only(self, data: dict[str, Any], key: str, allowed: set[str]) -> None:
+        for k in data:
+            if k not in allowed:
+                where = f"{key}.{k}" if key else k
+                raise self.error(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def value(self, value: Any, key: str, annotation: Any) -> Any:
+        """`value` checked against a dataclass field's annotation (as a string)."""
+        kind = str(annotation)
+        optional = kind.endswith(" | None")
+        if optional:
+            if value is None:
+                return None
+            kind = kind.removesuffix(" | None")
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.error(key, f"must be true or false, got {_show(value)}")
+            return value
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(key, f"must be an integer, got {_show(value)}")
+            return value
+        if kind == "float":
+            if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+                with contextlib.suppress(ValueError):
+                    value = float(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(key, f"must be a number, got {_show(value)}")
+            return float(value)
+        if kind == "str":
+            if not isinstance(value, str):
+                raise self.error(key, f"must be a string, got {_show(value)}")
+            return value
+        if kind == "tuple[float, float]":
+            if not isinstance(value, list) or len(value) != 2:
+                raise self.error(key, f"must be a list of two numbers, got {_show(value)}")
+            return tuple(self.value(v, f"{key}[{i}]", "float") for i, v in enumerate(value))
+        raise AssertionError(f"no reader for {kind}")
+
+    def dataclass(self, cls: type, data: Any, key: str, base: dict[str, Any] | None = None) -> Any:
+        data = self.mapping(data, key)
+        names = {f.name: f for f in fields(cls)}
+        self.only(data, key, set(names))
+        values = dict(base or {})
+        for k, v in data.items():
+            values[k] = self.value(v, f"{key}.{k}", names[k].type)
+        return cls(**values)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _stage(reader: _Reader, raw: dict[str, Any], name: str) -> StageSettings:
+    defaults = reader.dataclass(StageSettings, raw.get("train"), "train")
+    stage = reader.dataclass(StageSettings, raw.get(name), name, base=dataclasses.asdict(defaults))
+    checks = [
+        ("steps", stage.steps >= 1, "must be >= 1"),
+        ("batch_size", stage.batch_size >= 1, "must be >= 1"),
+        ("grad_accumulation", stage.grad_accumulation >= 1, "must be >= 1"),
+        ("noise_draws", stage.noise_draws >= 1, "must be >= 1"),
+        ("lr", stage.lr > 0, "must be > 0"),
+        ("eps", stage.eps > 0, "must be > 0"),
+        ("weight_decay", stage.weight_decay >= 0, "must be >= 0"),
+        ("warmup_steps", 0 <= stage.warmup_steps <= stage.steps, "must be between 0 and steps"),
+        ("grad_clip", stage.grad_clip is None or stage.grad_clip > 0, "must be > 0 or null"),
+        ("betas", all(0 <= b < 1 for b in stage.betas), "must be two numbers in [0, 1)"),
+    ]
+    for key, ok, message in checks:
+        if not ok:
+            where = name if key in (raw.get(name) or {}) else "train"
+            raise reader.error(f"{where}.{key}", f"{message}, got {getattr(stage, key)!r}")
+    return stage
+
+
+def _model(reader: _Reader, raw: Any) -> Evo1Config:
+    data = dict(reader.mapping(raw, "model"))
+    preset = data.pop("preset", "internvl3-1b")
+    if not isinstance(preset, str):
+        raise reader.error("model.preset", f"must be a string, got {_show(preset)}")
+    if "normalization" in data:
+        raise reader.error("model.normalization", "set it as data.normalization")
+    try:
+        base = Evo1Config.preset(preset)
+    except Evo1Error as err:
+        raise reader.error("model.preset", err.message) from None
+    merged = {**base.to_dict(), **data}
+    try:
+        return Evo1Config.from_dict(merged)
+    except Evo1Error as err:
+        raise reader.error(f"model.{err.field}" if err.field else "model", err.message) from None
+
+
+def _data(reader: _Reader, raw: Any, check_paths: bool) -> DataSettings:
+    data = reader.mapping(raw, "data")
+    reader.only(data, "data", {"groups", "normalization", "augmentation", "num_workers", "cache_mb"})
+    settings = {k: v for k, v in data.items() if k != "groups"}
+    names = {f.name: f for f in fields(DataSettings)}
+    values: dict[str, Any] = {k: reader.value(v, f"data.{k}", names[k].type) for k, v in settings.items()}
+    if values.get("normalization", "bounds") not in NORMALIZATIONS:
+        raise reader.error("data.normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
+    if values.get("num_workers", 0) < 0:
+        raise reader.error("data.num_workers", "must be >= 0")
+    groups = []
+    embodiments = reader.mapping(data.get("groups"), "data.groups")
+    if not embodiments:
+        raise reader.error("data.groups", "no datasets: add embodiment -> dataset -> {path: ...}")
+    for embodiment, datasets in embodiments.items():
+        datasets = reader.mapping(datasets, f"data.groups.{embodiment}")
+        if not datasets:
+            raise reader.error(f"data.groups.{embodiment}", "no datasets under this embodiment")
+        for dataset, spec in datasets.items():
+            groups.append(_group(reader, embodiment, dataset, spec, check_paths))
+    return DataSettings(groups=tuple(groups), **values)
+
+
+def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_paths: bool) -> DataGroup:
+    key = f"data.groups.{embodiment}.{dataset}"
+    spec = reader.mapping(spec, key)
+    reader.only(spec, key, {"path", "views", "weight"})
+    if "path" not in spec:
+        raise reader.error(f"{key}.path", "missing: the dataset's directory")
+    path = Path(reader.value(spec["path"], f"{key}.path", "str")).expanduser()
+    if check_paths and not path.is_dir():
+        raise reader.error(f"{key}.path", f"no dataset directory at {path}")
+    views = spec.get("views")
+    if views is not None:
+        if not isinstance(views, list) or not views or not all(v is None or isinstance(v, str) for v in views):
+            raise reader.error(f"{key}.views", f"must be a list of camera keys (null for an empty slot), got {views!r}")
+        views = tuple(views)
+    weight = reader.value(spec.get("weight", 1.0), f"{key}.weight", "float")
+    if weight <= 0:
+        raise reader.error(f"{key}.weight", f"must be > 0, got {weight}")
+    return DataGroup(embodiment, dataset, path, views, weight)
+
+
+TOP_LEVEL = {
+    "name", "output", "seed", "precision", "max_nonfinite", "model", "data", "train", "stage1", "stage2",
+    "checkpoint", "logging",
+}  # fmt: skip
+
+
+def parse_recipe(raw: Any, source: Path | None = None, check_paths: bool = True) -> Recipe:
+    reader = _Reader(source)
+    raw = reader.mapping(raw, "")
+    reader.only(raw, "", TOP_LEVEL)
+    name = reader.value(raw.get("name", source.stem if source else "run"), "name", "str")
+    output = Path(reader.value(raw.get("output", f"runs/{name}"), "output", "str")).expanduser()
+    precision = reader.value(raw.get("precision", "auto"), "precision", "str")
+    if precision not in PRECISIONS:
+        raise reader.error("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    max_nonfinite = reader.value(raw.get("max_nonfinite", 5), "max_nonfinite", "int")
+    if max_nonfinite < 1:
+        raise reader.error("max_nonfinite", "must be >= 1")
+    data = _data(reader, raw.get("data"), check_paths)
+    model = _model(reader, raw.get("model")).replace(normalization=data.normalization)
+    checkpoint = reader.dataclass(CheckpointSettings, raw.get("checkpoint"), "checkpoint")
+    if checkpoint.every < 1 or (checkpoint.keep is not None and checkpoint.keep < 1):
+        raise reader.error("checkpoint", "every and keep must be >= 1")
+    logging = reader.dataclass(LoggingSettings, raw.get("logging"), "logging")
+    if logging.every < 1:
+        raise reader.error("logging.every", "must be >= 1")
+    return Recipe(
+        name=name,
+        output=output,
+        model=model,
+        data=data,
+        stage1=_stage(reader, raw, "stage1"),
+        stage2=_stage(reader, raw, "stage2"),
+        checkpoint=checkpoint,
+        logging=logging,
+        seed=reader.value(raw.get("seed", 0), "seed", "int"),
+        precision=precision,
+        max_nonfinite=max_nonfinite,
+        source=source,
+        raw=raw,
+    )
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: Path | None = None) -> dict[str, Any]:
+    """`key.path=value` assignments (values parsed as YAML) applied to a copy of the raw recipe."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise Evo1Error(f"expected key.path=value, got {item!r}", field="--set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise Evo1Error(f"{'.'.join(parts[: i + 1])} is not a mapping", path=source, field=f"--set {key}")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise Evo1Error("recipe not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise Evo1Error(f"cannot read the recipe ({err})", path=path) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise Evo1Error(f"not valid YAML{where}", path=path) from None
+    raw = _Reader(path).mapping(raw, "")
+    return parse_recipe(apply_overrides(raw, overrides or [], path), path, check_paths)
