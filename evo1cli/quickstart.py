@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evo1cli.bench.metaworld import EVAL_SEED, EpisodeResult, evaluate_task
+from evo1cli.bench.evaluate import evaluate, policy_fn
+from evo1cli.bench.harness import EpisodeRecord, RunSpec
+from evo1cli.bench.metaworld import ACTION_STEPS, EVAL_SEED, MAX_STEPS
 from evo1cli.collect.metaworld import collect
 from evo1cli.data.format import load_meta
 from evo1cli.errors import Evo1Error
@@ -34,7 +36,7 @@ class QuickstartReport:
     frames: int
     checkpoint: Path
     success_rate: float
-    results: list[EpisodeResult]
+    results: list[EpisodeRecord]
     seconds: dict[str, float] = field(default_factory=dict)  # per phase
 
 
@@ -79,14 +81,18 @@ def quickstart(
 
     start = time.perf_counter()
     policy = load_policy(checkpoint)
-    rollouts = evaluate_task(
-        policy,
-        task,
-        eval_episodes,
-        seed=EVAL_SEED,
-        embodiment=group.embodiment,
-        dataset=group.dataset,
-        progress=None if progress is None else lambda done, total: progress("evaluate", done, total),
+    # Unseen placements: per-seed variations from 4042 (collection used seeds 0..episodes-1).
+    spec = RunSpec("metaworld", eval_episodes, EVAL_SEED, ACTION_STEPS, policy.config.image_size, 0, MAX_STEPS,
+                   None, {"variations": "per-seed"})  # fmt: skip
+    counter = [0]
+
+    def on_episode(record: EpisodeRecord) -> None:
+        counter[0] += 1
+        if progress is not None:
+            progress("evaluate", counter[0], eval_episodes)
+
+    rollouts, _, _ = evaluate(
+        "metaworld", [task], spec, policy_fn(policy, group.embodiment, group.dataset), 1, on_episode
     )
     seconds["evaluate"] = time.perf_counter() - start
     return QuickstartReport(
@@ -112,5 +118,5 @@ def report_dict(report: QuickstartReport) -> dict[str, Any]:
         "successes": sum(r.success for r in report.results),
         "eval_episodes": len(report.results),
         "seconds": {k: round(v, 1) for k, v in report.seconds.items()},
-        "episodes_detail": [vars(r) for r in report.results],
+        "episodes_detail": [asdict(r) for r in report.results],
     }

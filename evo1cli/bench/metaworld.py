@@ -1,82 +1,95 @@
-"""Closed-loop Meta-World rollouts: the policy sees what the datasets record and acts in chunks.
+"""Meta-World through the benchmark harness, with the authors' MT50 protocol by default.
 
-Per query: the corner2 image (the authors' pipeline, at the policy's image size), state = the first 8
-observation entries, the task's prompt; the first `execute` actions of the chunk (15 in the authors'
-protocol) are applied, clipped to [-1, 1]. An episode ends on success or after `max_steps` (400).
+Per query the policy sees the corner2 image (rendered at 480, turned 180 degrees, centre 2/3, resized to
+the policy's size), state = the first 8 observation entries and the task's prompt; the first 15 actions
+of each chunk are applied (clipped to [-1, 1]) and an episode ends on success or after 400 steps.
 
-Episode k of a task uses seed `seed + k` and a variation drawn from it, as `evo1 collect` does, so the
-default evaluation seeds (4042 + k) never coincide with collection's (0 + k). The policy's noise is
-seeded by the episode's seed too, so an evaluation is reproducible.
+Variations (where the objects and goals are):
+- `authors` (default): as `gym.make_vec("Meta-World/MT50", seed=4042)` in the authors' client: the
+  task's 50 variations of `MT50(4042)`, `env.seed(4042)`, and per episode k a variation drawn by the
+  env's `np_random`, then `reset(seed=4042 + k)`.
+- `per-seed`: episode k uses `MT1(task, seed + k)` and a variation drawn from that seed, as
+  `evo1 collect` does (so evaluation seeds 4042 + k never meet collection's 0 + k).
+The policy's noise is seeded by the episode's seed, so a rerun repeats every episode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any
 
-import torch
+import numpy as np
 
-from evo1cli.model.policy import Evo1Policy, Observation
-from evo1cli.sim.metaworld import MetaWorldEnv, episode_variation
+from evo1cli.bench.harness import RunSpec
+from evo1cli.sim.metaworld import (
+    MAX_PATH_LENGTH,
+    MetaWorldEnv,
+    ScriptedExpert,
+    episode_variation,
+    mt50_variations,
+)
 
 MAX_STEPS = 400
-EXECUTE = 15
+ACTION_STEPS = 15
 EVAL_SEED = 4042
+EPISODES = 10
+VARIATIONS = ("authors", "per-seed")
 
 
-@dataclass
-class EpisodeResult:
-    task: str
-    seed: int
-    variation: int
-    success: bool
-    steps: int  # environment steps until success (or the limit)
-    queries: int  # policy calls
+class MetaWorldBenchEnv:
+    """`MetaWorldEnv` as the harness drives it."""
+
+    def __init__(self, env: MetaWorldEnv, max_steps: int):
+        self.env = env
+        self.task, self.prompt, self.max_steps = env.task, env.prompt, min(max_steps, MAX_PATH_LENGTH)
+        self.expert = ScriptedExpert(env.task)
+        self.obs = np.zeros(39)
+
+    def start(self, seed: int | None) -> None:
+        self.obs = self.env.reset(seed)
+
+    def observation(self) -> tuple[list[np.ndarray], np.ndarray]:
+        return [self.env.image()], self.env.state(self.obs)
+
+    def step(self, action: np.ndarray) -> tuple[bool, bool]:
+        self.obs, success, truncated = self.env.step(action)
+        return success, success or truncated
+
+    def frame(self) -> np.ndarray:
+        return self.env.image()
+
+    def expert_action(self) -> np.ndarray:
+        return self.expert(self.obs)
 
 
-def run_episode(
-    policy: Evo1Policy,
-    env: MetaWorldEnv,
-    max_steps: int = MAX_STEPS,
-    execute: int = EXECUTE,
-    embodiment: str | None = None,
-    dataset: str | None = None,
-) -> EpisodeResult:
-    obs = env.reset()
-    generator = torch.Generator().manual_seed(env.seed)  # the chunks' noise: a rerun repeats the episode
-    success, steps, queries = False, 0, 0
-    while steps < max_steps and not success:
-        observation = Observation([env.image()], env.prompt, env.state(obs), embodiment, dataset)
-        chunk = policy.predict([observation], generator=generator)[0]
-        queries += 1
-        for action in chunk[:execute]:
-            obs, success, truncated = env.step(action)
-            steps += 1
-            if success or truncated or steps >= max_steps:
-                break
-        if truncated:
-            break
-    return EpisodeResult(env.task, env.seed, env.variation, success, steps, queries)
+def prepare(spec: RunSpec) -> None:
+    """Once, in the main process: build (or load) the MT50 variations the workers will read."""
+    if spec.options.get("variations", "authors") == "authors":
+        mt50_variations(spec.seed)
 
 
-def evaluate_task(
-    policy: Evo1Policy,
-    task: str,
-    episodes: int,
-    seed: int = EVAL_SEED,
-    max_steps: int = MAX_STEPS,
-    execute: int = EXECUTE,
-    embodiment: str | None = None,
-    dataset: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[EpisodeResult]:
-    results = []
-    for k in range(episodes):
-        env = MetaWorldEnv(task, seed + k, episode_variation(seed + k), policy.config.image_size)
+def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenchEnv, dict[str, Any]]]:
+    """Each episode's ready environment, per `spec.options["variations"]` (see the module docstring)."""
+    scheme = spec.options.get("variations", "authors")
+    max_steps = spec.max_steps or MAX_STEPS
+    if scheme == "authors":
+        variations = mt50_variations(spec.seed)[task]
+        env = MetaWorldEnv(task, spec.seed, 0, spec.image_size, variations=variations)
+        bench_env = MetaWorldBenchEnv(env, max_steps)
         try:
-            results.append(run_episode(policy, env, max_steps, execute, embodiment, dataset))
+            for k in range(spec.episodes):
+                variation = env.draw_variation()
+                bench_env.start(spec.seed + k)
+                yield k, spec.seed + k, bench_env, {"variation": variation}
         finally:
             env.close()
-        if progress:
-            progress(k + 1, episodes)
-    return results
+    else:
+        for k in range(spec.episodes):
+            seed = spec.seed + k
+            env = MetaWorldEnv(task, seed, episode_variation(seed), spec.image_size)
+            bench_env = MetaWorldBenchEnv(env, max_steps)
+            try:
+                bench_env.start(None)
+                yield k, seed, bench_env, {"variation": env.variation}
+            finally:
+                env.close()

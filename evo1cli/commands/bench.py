@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from evo1cli.commands.output import console
+from evo1cli.commands.output import console, print_json
 from evo1cli.errors import Evo1Error
 
 app = typer.Typer(help="Benchmark policies in simulation.", no_args_is_help=True)
@@ -36,3 +37,105 @@ def robotwin(
 
     export(export_plugin, server_url, token, embodiment, dataset_key, execute)
     console.print(f"wrote {export_plugin}: copy it to RoboTwin/policy/evo1 and see its README.md")
+
+
+@app.command("metaworld")
+def metaworld(
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Policy checkpoint directory."),
+    policy: str = typer.Option("checkpoint", "--policy", help="checkpoint, or expert (the scripted experts)."),
+    tasks: str = typer.Option("mt50", "--tasks", help="mt10, mt50, or a comma list of task names."),
+    level: str | None = typer.Option(None, "--level", help="Only one difficulty: easy, medium, hard, very_hard."),
+    episodes: int = typer.Option(10, "--episodes", help="Episodes per task."),
+    seed: int = typer.Option(4042, "--seed", help="Episode k uses seed + k."),
+    workers: int = typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them."),
+    out: Path = typer.Option(Path("runs/bench/metaworld"), "--out", help="Report directory."),
+    action_steps: int = typer.Option(15, "--action-steps", help="Actions executed per chunk."),
+    max_steps: int = typer.Option(400, "--max-steps", help="Steps per episode at most."),
+    variations: str = typer.Option("authors", "--variations", help="authors (MT50 seed draws) or per-seed."),
+    videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
+    embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
+    dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
+) -> None:
+    """Meta-World MT50 with the authors' protocol: success per task, per level and overall, videos, a report.
+
+    Examples:
+
+      evo1 bench metaworld --checkpoint runs/metaworld/stage2/checkpoints/last --workers 2
+
+      evo1 bench metaworld --policy expert --tasks mt10 --episodes 3
+
+      evo1 bench metaworld -c runs/quickstart/stage2/checkpoints/last --tasks button-press-topdown-v3 --episodes 20
+    """
+    from evo1cli.bench.evaluate import eval_info, evaluate, policy_fn
+    from evo1cli.bench.harness import RunSpec
+    from evo1cli.bench.metaworld import VARIATIONS
+    from evo1cli.bench.report import write_report
+    from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS, resolve_tasks
+
+    names = resolve_tasks(tasks)
+    if level is not None:
+        if level not in DIFFICULTY_GROUPS:
+            raise Evo1Error(f"must be one of {', '.join(DIFFICULTY_GROUPS)}, got {level!r}", field="--level")
+        names = [t for t in names if t in DIFFICULTY_GROUPS[level]]
+    if variations not in VARIATIONS:
+        raise Evo1Error(f"must be one of {', '.join(VARIATIONS)}, got {variations!r}", field="--variations")
+    if min(episodes, action_steps, max_steps, workers) < 1 or videos < 0:
+        raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
+    fn, name, image_size = None, "expert", 448
+    if policy == "checkpoint":
+        if checkpoint is None:
+            raise Evo1Error("give --checkpoint DIR, or --policy expert", field="--checkpoint")
+        from evo1cli.model.checkpoint import load_policy
+
+        loaded = load_policy(checkpoint)
+        fn, name, image_size = policy_fn(loaded, embodiment, dataset_key), str(checkpoint), loaded.config.image_size
+    elif policy != "expert":
+        raise Evo1Error(f"must be checkpoint or expert, got {policy!r}", field="--policy")
+    spec = RunSpec(
+        "metaworld", episodes, seed, action_steps, image_size, videos, max_steps,
+        str(out / "videos") if videos else None, {"variations": variations},
+    )  # fmt: skip
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    total, solved = len(names) * episodes, [0, 0]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("metaworld", total=total)
+
+        def on_episode(record) -> None:
+            solved[0] += int(record.success)
+            solved[1] += 1
+            bar.update(task, advance=1, description=f"metaworld: {solved[0]}/{solved[1]} solved")
+
+        records, levels, seconds = evaluate("metaworld", names, spec, fn, workers, on_episode)
+    info = eval_info("metaworld", spec, name, records, levels, seconds)
+    paths = write_report(info, out)
+    if as_json:
+        print_json({k: info[k] for k in ("suite", "policy", "protocol", "tasks", "levels", "overall", "seconds")})
+        return
+    print_summary(info, paths)
+
+
+def print_summary(info: dict, paths: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{info['suite']}: {info['policy']}")
+    for column in ("task", "level", "solved", "success", "mean steps"):
+        table.add_column(column, justify="left" if column in ("task", "level") else "right")
+    for task, t in info["tasks"].items():
+        table.add_row(
+            task,
+            t["level"] or "",
+            f"{t['successes']}/{t['episodes']}",
+            f"{t['success_rate']:.0%}",
+            f"{t['mean_steps']:.0f}",
+        )
+    console.print(table)
+    overall = info["overall"]
+    line = f"mean over tasks {overall['mean_over_tasks']:.1%} ({overall['successes']}/{overall['episodes']} episodes)"
+    if "mean_over_levels" in overall:
+        levels = ", ".join(f"{k} {v['success_rate']:.1%}" for k, v in info["levels"].items())
+        line += f"; mean over levels {overall['mean_over_levels']:.1%} ({levels})"
+    console.print(f"{line}; {info['seconds']:.0f} s")
+    console.print(f"report: {paths['html']}  results: {paths['json']}")

@@ -19,14 +19,18 @@ variations are not `MT1(task, seed)`'s; a benchmark that reproduces their protoc
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import warnings
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from evo1cli.errors import Evo1Error
+from evo1cli.fileio import atomic_write_bytes
 from evo1cli.sim.metaworld_tasks import PROMPTS
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -63,26 +67,70 @@ def episode_variation(seed: int) -> int:
     return int(np.random.default_rng(seed).integers(50))
 
 
+def mt50_variations(seed: int, cache_dir: Path | None = None) -> dict[str, list[Any]]:
+    """`MT50(seed)`'s 50 variations of each task, as `gym.make_vec("Meta-World/MT50", seed)` gives them.
+
+    Building `MT50(seed)` instantiates every environment (about a minute here), so the result is cached
+    on disk per Meta-World version and seed (in `~/.cache/evo1cli` unless `cache_dir`).
+    """
+    metaworld = _metaworld()
+    from importlib.metadata import version
+
+    cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "evo1cli"
+    path = cache_dir / f"metaworld-{version('metaworld')}-mt50-seed{seed}.pkl"
+    if path.is_file():
+        with contextlib.suppress(Exception):  # a stale or cut file is rebuilt
+            return pickle.loads(path.read_bytes())
+    benchmark = metaworld.MT50(seed=seed)
+    variations: dict[str, list[Any]] = {}
+    for variation in benchmark.train_tasks:
+        variations.setdefault(variation.env_name, []).append(variation)
+    atomic_write_bytes(path, pickle.dumps(variations))
+    return variations
+
+
 class MetaWorldEnv:
-    def __init__(self, task: str, seed: int, variation: int, image_size: int = 448, render: bool = True):
+    """One task's environment. `variation` picks from `variations` (default: `MT1(task, seed)`'s 50)."""
+
+    def __init__(
+        self,
+        task: str,
+        seed: int,
+        variation: int,
+        image_size: int = 448,
+        render: bool = True,
+        variations: list[Any] | None = None,
+    ):
         if task not in PROMPTS:
             raise Evo1Error(f"unknown Meta-World task {task!r}", field="task")
         metaworld = _metaworld()
         self.task, self.seed, self.variation = task, seed, variation
         self.prompt = PROMPTS[task]
         self.image_size = image_size
-        benchmark = metaworld.MT1(task, seed=seed)
+        if variations is None:
+            benchmark = metaworld.MT1(task, seed=seed)
+            variations = benchmark.train_tasks
+        self.variations = variations
         kwargs: dict[str, Any] = {}
         if render:
             kwargs = {"render_mode": "rgb_array", "camera_name": CAMERA, "width": RENDER_SIZE, "height": RENDER_SIZE}
-        self.env = benchmark.train_classes[task](**kwargs)
-        self.env.set_task(benchmark.train_tasks[variation % len(benchmark.train_tasks)])
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        self.env = ALL_V3_ENVIRONMENTS[task](**kwargs)
+        self.env.set_task(variations[variation % len(variations)])
         self.env.seed(seed)
         self._fast = False
         self.steps = 0
 
-    def reset(self) -> np.ndarray:
-        obs, _ = self.env.reset()
+    def draw_variation(self) -> int:
+        """The authors' MT50 protocol: each episode's variation is `np_random.choice(50)` of the env,
+        which `env.seed(seed)` seeded (Meta-World's `RandomTaskSelectWrapper`)."""
+        self.variation = int(self.env.np_random.choice(len(self.variations)))
+        self.env.set_task(self.variations[self.variation])
+        return self.variation
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
         self.steps = 0
         return np.asarray(obs, dtype=np.float64)
 

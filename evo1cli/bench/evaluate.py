@@ -1,0 +1,111 @@
+"""`evo1 bench`'s core: run a suite's episodes through the harness, then summarise them.
+
+Summary: per task (success rate, mean steps), per level and overall. For Meta-World both the authors'
+headline (the mean of the four difficulty-group rates) and the plain mean over tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from evo1cli import __version__
+from evo1cli.bench.harness import EpisodeFactory, EpisodeRecord, PolicyFn, Query, RunSpec, run_benchmark
+from evo1cli.errors import Evo1Error
+from evo1cli.model.flow_matching import uniform_noise
+from evo1cli.model.policy import Evo1Policy, Observation
+
+
+def policy_fn(policy: Evo1Policy, embodiment: str | None = None, dataset: str | None = None) -> PolicyFn:
+    """Batched `predict` whose noise for each query comes from (episode seed, query index) alone."""
+    config = policy.config
+
+    def predict(queries: list[Query]) -> list:
+        noise = torch.stack(
+            [
+                uniform_noise(
+                    (config.horizon, config.action_dim), torch.Generator().manual_seed(q.seed * 100_003 + q.index)
+                )
+                for q in queries
+            ]
+        )
+        observations = [Observation(q.images, q.prompt, q.state, embodiment, dataset) for q in queries]
+        return policy.predict(observations, noise=noise)
+
+    return predict
+
+
+def suite_factory(suite: str, spec: RunSpec) -> tuple[EpisodeFactory, dict[str, str]]:
+    """The suite's episode factory (its shared files prepared) and its task -> level map."""
+    if suite == "metaworld":
+        from evo1cli.bench.metaworld import episodes, prepare
+        from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS
+
+        prepare(spec)
+        return episodes, {t: level for level, tasks in DIFFICULTY_GROUPS.items() for t in tasks}
+    raise Evo1Error(f"unknown suite {suite!r}", field="suite")
+
+
+def evaluate(
+    suite: str,
+    tasks: list[str],
+    spec: RunSpec,
+    policy: PolicyFn | None,
+    workers: int = 1,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+) -> tuple[list[EpisodeRecord], dict[str, str], float]:
+    factory, levels = suite_factory(suite, spec)
+    start = time.perf_counter()
+    records = run_benchmark(tasks, factory, spec, policy, workers, on_episode)
+    order = {t: i for i, t in enumerate(tasks)}
+    records.sort(key=lambda r: (order[r.task], r.episode))
+    return records, levels, time.perf_counter() - start
+
+
+def summarize(records: list[EpisodeRecord], levels: dict[str, str]) -> dict[str, Any]:
+    per_task: dict[str, dict[str, Any]] = {}
+    for r in records:
+        t = per_task.setdefault(r.task, {"level": levels.get(r.task), "episodes": 0, "successes": 0, "steps": 0})
+        t["episodes"] += 1
+        t["successes"] += int(r.success)
+        t["steps"] += r.steps
+    for t in per_task.values():
+        t["success_rate"] = t["successes"] / t["episodes"]
+        t["mean_steps"] = t.pop("steps") / t["episodes"]
+    per_level: dict[str, dict[str, Any]] = {}
+    for t in per_task.values():
+        if t["level"] is not None:
+            group = per_level.setdefault(t["level"], {"tasks": 0, "rates": []})
+            group["tasks"] += 1
+            group["rates"].append(t["success_rate"])
+    levels_out = {
+        k: {"tasks": v["tasks"], "success_rate": sum(v["rates"]) / len(v["rates"])} for k, v in per_level.items()
+    }
+    overall: dict[str, Any] = {
+        "episodes": len(records),
+        "successes": sum(r.success for r in records),
+        "mean_over_tasks": sum(t["success_rate"] for t in per_task.values()) / max(len(per_task), 1),
+    }
+    if levels_out:
+        overall["mean_over_levels"] = sum(v["success_rate"] for v in levels_out.values()) / len(levels_out)
+    return {"tasks": per_task, "levels": levels_out, "overall": overall}
+
+
+def eval_info(
+    suite: str, spec: RunSpec, policy_name: str, records: list[EpisodeRecord], levels: dict[str, str], seconds: float
+) -> dict[str, Any]:
+    protocol = {k: v for k, v in asdict(spec).items() if k not in ("video_dir", "options")}
+    protocol.update(spec.options)
+    return {
+        "suite": suite,
+        "policy": policy_name,
+        "protocol": protocol,
+        **summarize(records, levels),
+        "episodes": [asdict(r) for r in records],
+        "seconds": seconds,
+        "evo1cli": __version__,
+    }

@@ -1,0 +1,225 @@
+"""The benchmark harness: K worker processes step simulators, one process runs the policy, batched.
+
+    main process                                  worker k (one task at a time, all its episodes)
+      policy.predict(all waiting observations) <-- ("query", images, state, prompt)
+      --> ("chunk", actions)                       executes `action_steps` of them, or stops on done
+                                              <-- ("episode", record), ("task", name) when finished
+
+A worker renders only when the policy needs an image, and every frame only for the episodes it films.
+A suite supplies the environments (`SuiteSpec.episodes(task)` yields each episode's environment, reset
+and ready); the harness is the same for every suite. With `policy=None` the environment's own scripted
+expert acts (`env.expert_action()`), one action per step, through the same loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from evo1cli.errors import Evo1Error
+
+
+class BenchEnv(Protocol):
+    task: str
+    prompt: str
+    max_steps: int
+
+    def observation(self) -> tuple[list[np.ndarray], np.ndarray]: ...  # views (RGB uint8), native state
+    def step(self, action: np.ndarray) -> tuple[bool, bool]: ...  # (success, done)
+    def frame(self) -> np.ndarray: ...  # what a video shows
+    def expert_action(self) -> np.ndarray: ...
+
+
+@dataclass
+class EpisodeRecord:
+    task: str
+    episode: int
+    seed: int
+    success: bool
+    steps: int
+    queries: int
+    seconds: float
+    video: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # suite details (e.g. the Meta-World variation)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a worker needs to run episodes (picklable)."""
+
+    suite: str
+    episodes: int
+    seed: int
+    action_steps: int
+    image_size: int
+    videos: int  # episodes filmed per task (the first ones)
+    max_steps: int | None  # None: the suite's own budget
+    video_dir: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+EpisodeFactory = Callable[[str, RunSpec], Iterator[tuple[int, int, BenchEnv, dict[str, Any]]]]
+"""(task, protocol) -> each episode's (index, seed, ready environment, extra) in order."""
+
+
+def _worker(conn: Connection, factory: EpisodeFactory, protocol: RunSpec, expert: bool) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the run
+    try:
+        while True:
+            message = conn.recv()
+            if message is None:
+                return
+            task = message
+            for episode, seed, env, extra in factory(task, protocol):
+                record = _run_episode(conn, env, episode, seed, protocol, expert, extra)
+                conn.send(("episode", record))
+            conn.send(("task", task))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return
+    except Exception as err:
+        conn.send(("error", f"{type(err).__name__}: {err}", traceback.format_exc()))
+
+
+def _run_episode(
+    conn: Connection, env: BenchEnv, episode: int, seed: int, protocol: RunSpec, expert: bool, extra: dict
+) -> EpisodeRecord:
+    start = time.perf_counter()
+    budget = protocol.max_steps or env.max_steps
+    filming = protocol.video_dir is not None and episode < protocol.videos
+    frames: list[np.ndarray] = [env.frame()] if filming else []
+    success, steps, queries = False, 0, 0
+    done = False
+    while not done and steps < budget:
+        if expert:
+            chunk = [env.expert_action()]
+        else:
+            images, state = env.observation()
+            conn.send(("query", images, state, env.prompt, seed, queries))
+            chunk = conn.recv()
+        queries += 1
+        for action in chunk[: protocol.action_steps]:
+            success, done = env.step(np.asarray(action))
+            steps += 1
+            if filming:
+                frames.append(env.frame())
+            if done or steps >= budget:
+                break
+    video = None
+    if filming and protocol.video_dir:
+        video = str(Path(protocol.video_dir) / f"{env.task}_ep{episode:02d}.mp4")
+        write_mp4(video, frames)
+    return EpisodeRecord(env.task, episode, seed, success, steps, queries, time.perf_counter() - start, video, extra)
+
+
+def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> None:
+    """H.264 (yuv420p) so that browsers play it; written to a temporary name, then renamed."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    h, w = frames[0].shape[:2]
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = w - w % 2, h - h % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast"}
+        for frame in frames:
+            image = np.ascontiguousarray(frame[: stream.height, : stream.width])
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    tmp.replace(path)
+
+
+@dataclass
+class Query:
+    images: list[np.ndarray]
+    state: np.ndarray
+    prompt: str
+    seed: int  # the episode's
+    index: int  # queries before this one in the episode: (seed, index) seeds the chunk's noise
+
+
+PolicyFn = Callable[[list[Query]], list[np.ndarray]]
+
+
+def run_benchmark(
+    tasks: list[str],
+    factory: EpisodeFactory,
+    protocol: RunSpec,
+    policy: PolicyFn | None,
+    workers: int = 1,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+    batch_window_s: float = 0.005,
+) -> list[EpisodeRecord]:
+    """Every episode of every task; `policy=None` runs the environments' experts."""
+    if workers < 1:
+        raise Evo1Error("must be >= 1", field="--workers")
+    context = mp.get_context("spawn")  # simulators and renderers are not fork-safe
+    pending_tasks = list(tasks)
+    links: list[Connection] = []
+    procs = []
+    for _ in range(min(workers, len(tasks))):
+        parent, child = context.Pipe()
+        proc = context.Process(target=_worker, args=(child, factory, protocol, policy is None), daemon=True)
+        proc.start()
+        child.close()
+        links.append(parent)
+        procs.append(proc)
+    records: list[EpisodeRecord] = []
+    busy: set[Connection] = set()
+    try:
+        for link in links:
+            if pending_tasks:
+                link.send(pending_tasks.pop(0))
+                busy.add(link)
+        waiting: dict[Connection, Query] = {}
+        while busy:
+            ready = wait(list(busy - set(waiting)), timeout=None if not waiting else batch_window_s)
+            for link in ready:
+                message = link.recv()
+                kind = message[0]
+                if kind == "query":
+                    waiting[link] = Query(*message[1:])
+                elif kind == "episode":
+                    records.append(message[1])
+                    if on_episode:
+                        on_episode(message[1])
+                elif kind == "task":
+                    if pending_tasks:
+                        link.send(pending_tasks.pop(0))
+                    else:
+                        busy.discard(link)
+                else:
+                    raise Evo1Error(f"a simulation worker failed: {message[1]}")
+            if waiting and (not ready or len(waiting) == len(busy)):
+                assert policy is not None
+                order = list(waiting)
+                chunks = policy([waiting[link] for link in order])
+                for link, chunk in zip(order, chunks, strict=True):
+                    link.send(chunk)
+                waiting.clear()
+    finally:
+        for link in links:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                link.send(None)
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+    return records
+
+
+def record_dict(record: EpisodeRecord) -> dict[str, Any]:
+    return asdict(record)
