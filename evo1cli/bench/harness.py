@@ -18,7 +18,7 @@ import multiprocessing as mp
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -219,7 +219,3 @@ def run_benchmark(
             if proc.is_alive():
                 proc.terminate()
     return records
-
-
-def record_dict(record: EpisodeRecord) -> dict[str, Any]:
-    return asdict(record)

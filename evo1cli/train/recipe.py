@@ -41,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from evo1cli.data.loader import DataSource
 from evo1cli.errors import Evo1Error
 from evo1cli.model.config import NORMALIZATIONS, Evo1Config
 
@@ -66,19 +67,8 @@ class StageSettings:
 
 
 @dataclass(frozen=True)
-class DataGroup:
-    """One dataset of the mix, under its embodiment and dataset keys (its stats key)."""
-
-    embodiment: str
-    dataset: str
-    path: Path
-    views: tuple[str | None, ...] | None = None  # None: every camera of the dataset, in order
-    weight: float = 1.0
-
-
-@dataclass(frozen=True)
 class DataSettings:
-    groups: tuple[DataGroup, ...]
+    groups: tuple[DataSource, ...]  # one per (embodiment, dataset): the mix and its stats keys
     normalization: str = "bounds"
     augmentation: bool = True
     num_workers: int = 2
@@ -259,7 +249,7 @@ def _data(reader: _Reader, raw: Any, check_paths: bool) -> DataSettings:
     return DataSettings(groups=tuple(groups), **values)
 
 
-def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_paths: bool) -> DataGroup:
+def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_paths: bool) -> DataSource:
     key = f"data.groups.{embodiment}.{dataset}"
     spec = reader.mapping(spec, key)
     reader.only(spec, key, {"path", "views", "weight"})
@@ -276,7 +266,7 @@ def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_path
     weight = reader.value(spec.get("weight", 1.0), f"{key}.weight", "float")
     if weight <= 0:
         raise reader.error(f"{key}.weight", f"must be > 0, got {weight}")
-    return DataGroup(embodiment, dataset, path, views, weight)
+    return DataSource(path, embodiment, dataset, views, weight)
 
 
 TOP_LEVEL = {

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import yaml
 
-from evo1cli.data.loader import DataSource, WindowDataset, collate
+from evo1cli.data.loader import WindowDataset, collate
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_write_text
 from evo1cli.model.checkpoint import load_policy
@@ -136,8 +136,8 @@ def window_dataset(recipe: Recipe, config: Evo1Config | None = None, stats: Stat
     """The recipe's training windows for a model `config` (default the recipe's); `stats` (a
     checkpoint's) are used where they have the key, the others are computed."""
     data = recipe.data
-    sources = [DataSource(g.path, g.embodiment, g.dataset, g.views, g.weight) for g in data.groups]
-    return WindowDataset.from_config(sources, config or recipe.model, data.augmentation, stats, data.cache_mb * 2**20)
+    config = config or recipe.model
+    return WindowDataset.from_config(data.groups, config, data.augmentation, stats, data.cache_mb * 2**20)
 
 
 class Stage:
