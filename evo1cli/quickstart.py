@@ -67,6 +67,7 @@ def quickstart(
             [task],
             episodes - have,
             image_size=recipe.model.image_size,
+            fast_render=True,
             progress=None if progress is None else lambda done, total: progress("collect", done, total),
         )
     meta = load_meta(data)
@@ -83,7 +84,7 @@ def quickstart(
     policy = load_policy(checkpoint)
     # Unseen placements: per-seed variations from 4042 (collection used seeds 0..episodes-1).
     spec = RunSpec("metaworld", eval_episodes, EVAL_SEED, ACTION_STEPS, policy.config.image_size, 0, MAX_STEPS,
-                   None, {"variations": "per-seed"})  # fmt: skip
+                   None, {"variations": "per-seed", "fast_render": True})  # fmt: skip
     counter = [0]
 
     def on_episode(record: EpisodeRecord) -> None:

@@ -160,6 +160,8 @@ def test_authors_variations_follow_the_envs_rng(tmp_path, monkeypatch):
     drawn = []
     monkeypatch.setattr(MetaWorldEnv, "__init__", lambda self, *a, **k: _fake_env_init(self, drawn, *a, **k))
     monkeypatch.setattr(MetaWorldEnv, "reset", lambda self, seed=None: (drawn.append(("reset", seed)), np.zeros(39))[1])
+    step = lambda self, a: (drawn.append(("step", a.tolist())), (np.ones(39), False, False))[1]  # noqa: E731
+    monkeypatch.setattr(MetaWorldEnv, "step", step)
     monkeypatch.setattr(MetaWorldEnv, "close", lambda self: None)
     monkeypatch.setattr(bench_mw, "ScriptedExpert", lambda task: None)
     s = spec(episodes=3, seed=4042, options={"variations": "authors"})
@@ -168,9 +170,12 @@ def test_authors_variations_follow_the_envs_rng(tmp_path, monkeypatch):
     expected = [int(expected_rng.choice(50)) for _ in range(3)]
     assert got == [(0, 4042, expected[0]), (1, 4043, expected[1]), (2, 4044, expected[2])]
     assert [d for d in drawn if d[0] == "reset"] == [("reset", 4042), ("reset", 4043), ("reset", 4044)]
+    # each reset is followed by one zero action (the authors' client), not counted as a step
+    resets = [i for i, d in enumerate(drawn) if d[0] == "reset"]
+    assert all(drawn[i + 1] == ("step", [0.0] * 4) for i in resets)
 
 
-def _fake_env_init(self, drawn, task, seed, variation, image_size=448, render=True, variations=None):
+def _fake_env_init(self, drawn, task, seed, variation, image_size=448, render=True, variations=None, **_):
     class Inner:
         np_random = np.random.default_rng(seed)
 
@@ -232,3 +237,23 @@ def test_a_checkpoint_runs_batched_over_two_workers(tiny_config):
     records, levels, _ = evaluate("metaworld", ["reach-v3", "push-v3"], s, policy_fn(policy), workers=2)
     assert [r.task for r in records] == ["reach-v3", "push-v3"] and levels["push-v3"] == "hard"
     assert all(r.steps == 30 and r.queries == 2 and r.extra["variation"] in range(50) for r in records)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_shards_tasks_and_merges_one_report(tmp_path):
+    """Two launched processes split the tasks (r, r + 2, ...) and the main one writes the merged report."""
+    import os
+
+    tasks = ["reach-v3", "push-v3", "drawer-close-v3"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "evo1cli", "bench", "metaworld", "--policy", "expert", "--tasks", ",".join(tasks),
+           "--episodes", "1", "--variations", "per-seed", "--videos", "0", "--out", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("mean over tasks") == 1  # one summary, from the main process
+    info = json.loads((tmp_path / "eval_info.json").read_text())
+    assert [e["task"] for e in info["episodes"]] == tasks
+    assert [e["extra"]["process"] for e in info["episodes"]] == [0, 1, 0]
+    assert info["overall"]["episodes"] == 3 and info["overall"]["mean_over_tasks"] >= 2 / 3

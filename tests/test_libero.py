@@ -260,3 +260,97 @@ def test_reset_to_another_episode(long_env):
     assert long_env.episode == 51 and long_env.steps == 0 and long_env.env.env.timestep == SETTLE_STEPS
     assert not np.array_equal(long_env.raw["alphabet_soup_1_pos"], FIRST["alphabet_soup_1_pos"])
     assert not np.array_equal(long_env.frame(), rotate_180(FIRST[CAMERAS[0]]))
+
+
+# --------------------------------------------------------------------------- evo1 bench libero-* (wiring)
+FAKE_NAMES = {suite: [f"{suite.split('-')[1]}_task_{i}" for i in range(10)] for suite in libero.SUITES}
+
+
+@pytest.fixture
+def fake_suites(monkeypatch):
+    from evo1cli.bench import libero as bench_libero
+
+    monkeypatch.setattr(bench_libero, "suite_tasks", lambda suite: FAKE_NAMES[suite])
+    return bench_libero
+
+
+def test_bench_suites_and_task_selection(fake_suites):
+    assert fake_suites.suite_names("libero") == list(libero.SUITES)
+    assert fake_suites.suite_names("libero-goal") == ["libero-goal"]
+    with pytest.raises(Evo1Error, match=r"^suite: unknown suite 'libero-90'"):
+        fake_suites.suite_names("libero-90")
+    one = ["libero-long"]
+    assert fake_suites.resolve_tasks(one, "all") == FAKE_NAMES["libero-long"]
+    assert fake_suites.resolve_tasks(one, "3, long_task_1,3") == ["long_task_3", "long_task_1"]
+    # an index picks that task of every selected suite; the level of a task is its suite
+    both = ["libero-spatial", "libero-goal"]
+    assert fake_suites.resolve_tasks(both, "0") == ["spatial_task_0", "goal_task_0"]
+    assert fake_suites.levels(both)["goal_task_9"] == "libero-goal"
+    for bad, message in (("10", "task index 10 is not in 0..9"), ("nope", "unknown task 'nope'")):
+        with pytest.raises(Evo1Error, match=rf"^--tasks: {message}"):
+            fake_suites.resolve_tasks(one, bad)
+
+
+def test_bench_episodes_reset_init_state_k_with_seed_plus_k(fake_suites, monkeypatch):
+    from evo1cli.bench.harness import RunSpec
+
+    made = []
+
+    class Recorder:
+        def __init__(self, suite, task_id, episode, image_size, seed, settle_steps):
+            made.append(self)
+            self.args = (suite, task_id, image_size, seed, settle_steps)
+            self.max_steps, self.init_states, self.resets, self.closed = 520, [None] * 50, [], False
+
+        def reset(self, episode=None):
+            self.resets.append(episode)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(fake_suites, "LiberoEnv", Recorder)
+    spec = RunSpec("libero", 3, 7, 14, 64, 0, 30, None, {"suites": ["libero-long"], "settle_steps": 4})
+    out = [(k, seed, extra) for k, seed, _, extra in fake_suites.episodes("long_task_2", spec)]
+    assert [(k, seed) for k, seed, _ in out] == [(0, 7), (1, 8), (2, 9)]
+    assert [e["init_state"] for *_, e in out] == [0, 1, 2] and out[0][2]["suite"] == "libero-long"
+    (env,) = made
+    assert env.args == ("libero-long", 2, 64, 7, 4) and env.resets == [0, 1, 2] and env.closed
+    assert env.max_steps == 30  # --max-steps replaces the suite's budget
+
+
+@pytest.mark.slow
+def test_bench_libero_long_smoke_headless(tmp_path):
+    """`evo1 bench libero-long` end to end on a real task with a tiny random policy: protocol, budget, report."""
+    pytest.importorskip("libero.libero", reason="LIBERO is not installed: pip install 'evo1cli[libero]'")
+    import json
+    import subprocess
+    import sys
+
+    from evo1cli.model.checkpoint import save_policy
+    from evo1cli.model.config import Evo1Config
+    from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
+    from evo1cli.model.policy import Evo1Policy
+
+    stats = StatsTable()
+    state = FeatureStats(min=np.full(STATE_DIM, -1.0), max=np.full(STATE_DIM, 1.0))
+    stats.add("franka", "libero_10", NormStats(state, FeatureStats(min=-np.ones(7), max=np.ones(7))))
+    config = Evo1Config.preset("tiny", image_size=64)
+    save_policy(Evo1Policy.build(config, stats=stats).eval(), tmp_path / "ckpt")
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "evo1cli", "bench", "libero-long", "-c", str(tmp_path / "ckpt"), "--tasks", "0",
+           "--episodes", "2", "--max-steps", "20", "--videos", "1", "--out", str(out), "--json"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((out / "eval_info.json").read_text())
+    assert json.loads(result.stdout)["overall"] == info["overall"]
+    protocol = info["protocol"]
+    assert (protocol["action_steps"], protocol["max_steps"], protocol["settle_steps"]) == (14, 20, 10)
+    assert protocol["suites"] == ["libero-long"] and protocol["image_size"] == 64
+    task = libero.suite_tasks("libero-long")[0]
+    assert list(info["tasks"]) == [task] and info["tasks"][task]["level"] == "libero-long"
+    episodes = info["episodes"]
+    assert [(e["episode"], e["seed"], e["extra"]["init_state"]) for e in episodes] == [(0, 7, 0), (1, 8, 1)]
+    for e in episodes:  # a random policy does not solve it: the budget ends it after ceil(20 / 14) queries
+        assert (e["success"], e["steps"], e["queries"]) == (False, 20, 2)
+    assert episodes[0]["video"] and (out / "videos").is_dir() and episodes[1]["video"] is None
+    assert (out / "report.html").is_file() and (out / "success.png").is_file()

@@ -1,11 +1,16 @@
 """`evo1 bench`'s core: run a suite's episodes through the harness, then summarise them.
 
 Summary: per task (success rate, mean steps), per level and overall. For Meta-World both the authors'
-headline (the mean of the four difficulty-group rates) and the plain mean over tasks.
+headline (the mean of the four difficulty-group rates) and the plain mean over tasks; for LIBERO a task's
+level is its suite.
+
+Under `accelerate launch` (or torchrun) with N processes, process r runs tasks r, r + N, ... with its own
+workers and device, and every process gets all records back; the main process writes the one report.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -47,7 +52,20 @@ def suite_factory(suite: str, spec: RunSpec) -> tuple[EpisodeFactory, dict[str, 
 
         prepare(spec)
         return episodes, {t: level for level, tasks in DIFFICULTY_GROUPS.items() for t in tasks}
+    if suite == "libero":
+        from evo1cli.bench import libero
+
+        return libero.episodes, libero.levels(spec.options["suites"])
     raise Evo1Error(f"unknown suite {suite!r}", field="suite")
+
+
+def process_group() -> Any:
+    """accelerate's `PartialState` when this is one of several launched processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def evaluate(
@@ -57,13 +75,24 @@ def evaluate(
     policy: PolicyFn | None,
     workers: int = 1,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
+    group: Any = None,
 ) -> tuple[list[EpisodeRecord], dict[str, str], float]:
+    """Every episode of `tasks` (this process's share of them under `group`), sorted by task and episode."""
     factory, levels = suite_factory(suite, spec)
     start = time.perf_counter()
-    records = run_benchmark(tasks, factory, spec, policy, workers, on_episode)
+    mine = tasks if group is None else tasks[group.process_index :: group.num_processes]
+    records = run_benchmark(mine, factory, spec, policy, workers, on_episode)
+    seconds = time.perf_counter() - start
+    if group is not None:
+        from accelerate.utils import gather_object
+
+        for record in records:
+            record.extra["process"] = group.process_index
+        records = gather_object(records)
+        seconds = max(gather_object([seconds]))
     order = {t: i for i, t in enumerate(tasks)}
     records.sort(key=lambda r: (order[r.task], r.episode))
-    return records, levels, time.perf_counter() - start
+    return records, levels, seconds
 
 
 def summarize(records: list[EpisodeRecord], levels: dict[str, str]) -> dict[str, Any]:

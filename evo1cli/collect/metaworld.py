@@ -63,6 +63,7 @@ def collect(
     until_success: bool = True,
     keep_failures: bool = False,
     cameras: tuple[str, ...] = (CAMERA,),
+    fast_render: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> CollectSummary:
     """Record `episodes` successful expert episodes per task into `out` (created, or appended to)."""
@@ -75,7 +76,7 @@ def collect(
         while kept_here < episodes:
             index = len(writer.meta.episodes)
             episode_seed = seed + index + summary.failed
-            env = MetaWorldEnv(task, episode_seed, episode_variation(episode_seed), image_size)
+            env = MetaWorldEnv(task, episode_seed, episode_variation(episode_seed), image_size, fast_render=fast_render)
             try:
                 success, length = _record(writer, env, expert, cameras, max_steps, until_success, keep_failures)
             finally:
@@ -115,5 +116,12 @@ def _record(
                 break
         length = episode.length
         if success or keep_failures:
-            episode.commit(task=env.task, seed=env.seed, variation=env.variation, expert=expert.name, success=success)
+            episode.commit(
+                task=env.task,
+                seed=env.seed,
+                variation=env.variation,
+                expert=expert.name,
+                success=success,
+                fast_render=env.fast_render,
+            )
     return success, length

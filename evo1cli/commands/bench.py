@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -53,6 +54,9 @@ def metaworld(
     max_steps: int = typer.Option(400, "--max-steps", help="Steps per episode at most."),
     variations: str = typer.Option("authors", "--variations", help="authors (MT50 seed draws) or per-seed."),
     videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
+    fast_render: bool = typer.Option(
+        False, "--fast-render", help="Shadows and reflections off (faster; match how the training data was rendered)."
+    ),
     embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
     dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
@@ -67,10 +71,9 @@ def metaworld(
 
       evo1 bench metaworld -c runs/quickstart/stage2/checkpoints/last --tasks button-press-topdown-v3 --episodes 20
     """
-    from evo1cli.bench.evaluate import eval_info, evaluate, policy_fn
+    from evo1cli.bench.evaluate import process_group
     from evo1cli.bench.harness import RunSpec
     from evo1cli.bench.metaworld import VARIATIONS
-    from evo1cli.bench.report import write_report
     from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS, resolve_tasks
 
     names = resolve_tasks(tasks)
@@ -83,33 +86,112 @@ def metaworld(
     if min(episodes, action_steps, max_steps, workers) < 1 or videos < 0:
         raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
     fn, name, image_size = None, "expert", 448
+    group = process_group()
     if policy == "checkpoint":
         if checkpoint is None:
             raise Evo1Error("give --checkpoint DIR, or --policy expert", field="--checkpoint")
-        from evo1cli.model.checkpoint import load_policy
-
-        loaded = load_policy(checkpoint)
-        fn, name, image_size = policy_fn(loaded, embodiment, dataset_key), str(checkpoint), loaded.config.image_size
+        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group)
     elif policy != "expert":
         raise Evo1Error(f"must be checkpoint or expert, got {policy!r}", field="--policy")
     spec = RunSpec(
         "metaworld", episodes, seed, action_steps, image_size, videos, max_steps,
-        str(out / "videos") if videos else None, {"variations": variations},
+        str(out / "videos") if videos else None, {"variations": variations, "fast_render": fast_render},
     )  # fmt: skip
+    run_suite("metaworld", names, spec, fn, name, workers, out, as_json, group)
+
+
+def libero_command(suite: str) -> Any:
+    """`evo1 bench <suite>` for `libero` (all four suites) or one of them."""
+    which = "All four LIBERO suites" if suite == "libero" else f"LIBERO-{suite.split('-')[1].capitalize()}"
+
+    def command(
+        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Policy checkpoint directory."),
+        tasks: str = typer.Option("all", "--tasks", help="all, or a comma list of task names or indices (0-9)."),
+        episodes: int = typer.Option(50, "--episodes", help="Episodes per task (init states 0..N-1)."),
+        seed: int = typer.Option(7, "--seed", help="Env seed; episode k's policy noise uses seed + k."),
+        workers: int = typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them."),
+        out: Path = typer.Option(Path(f"runs/bench/{suite}"), "--out", help="Report directory."),
+        action_steps: int = typer.Option(14, "--action-steps", help="Actions executed per chunk."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Step budget (default 220/280/300/520)."),
+        settle_steps: int = typer.Option(10, "--settle-steps", help="Still steps after reset (not counted)."),
+        videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
+        embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
+        dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
+        as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
+    ) -> None:
+        from evo1cli.bench import libero
+        from evo1cli.bench.evaluate import process_group
+        from evo1cli.bench.harness import RunSpec
+
+        if min(episodes, action_steps, workers, max_steps or 1) < 1 or min(videos, settle_steps) < 0:
+            raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
+        suites = libero.suite_names(suite)
+        names = libero.resolve_tasks(suites, tasks)
+        group = process_group()
+        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group)
+        options = {"suites": suites, "settle_steps": settle_steps, "gripper": "> 0.5 -> -1 (open), else +1"}
+        spec = RunSpec(
+            "libero", episodes, seed, action_steps, image_size, videos, max_steps,
+            str(out / "videos") if videos else None, options,
+        )  # fmt: skip
+        run_suite(suite, names, spec, fn, name, workers, out, as_json, group)
+
+    command.__doc__ = f"""{which} with the standard protocol (needs the `libero` extra): success per task and suite.
+
+    Two views, 8-d state, 14 actions per chunk, binarised gripper, 10 settle steps, budgets 220/280/300/520.
+
+    Examples:
+
+      evo1 bench {suite} --checkpoint runs/libero/stage2/checkpoints/last --workers 4
+
+      evo1 bench {suite} -c CKPT --tasks 0,1 --episodes 5 --videos 2
+    """
+    return command
+
+
+for _suite in ("libero", "libero-spatial", "libero-object", "libero-goal", "libero-long"):
+    app.command(_suite)(libero_command(_suite))
+
+
+def load_policy_fn(
+    checkpoint: Path, embodiment: str | None, dataset_key: str | None, group: Any
+) -> tuple[Any, str, int]:
+    """(batched policy function, its name for the report, its image size) on this process's device."""
+    import torch
+
+    from evo1cli.bench.evaluate import policy_fn
+    from evo1cli.model.checkpoint import load_policy
+
+    device = group.device if group is not None else "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_policy(checkpoint, device=device)
+    return policy_fn(loaded, embodiment, dataset_key), str(checkpoint), loaded.config.image_size
+
+
+def run_suite(
+    suite: str, names: list[str], spec: Any, fn: Any, name: str, workers: int, out: Path, as_json: bool, group: Any
+) -> None:
+    """Run, then (on the main process) write the report and print it; progress shows the running success rate."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    total, solved = len(names) * episodes, [0, 0]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("metaworld", total=total)
+    from evo1cli.bench.evaluate import eval_info, evaluate
+    from evo1cli.bench.report import write_report
 
-        def on_episode(record) -> None:
+    main = group is None or group.is_main_process
+    share = names if group is None else names[group.process_index :: group.num_processes]
+    solved = [0, 0]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not main) as bar:
+        task = bar.add_task(suite, total=len(share) * spec.episodes)
+
+        def on_episode(record: Any) -> None:
             solved[0] += int(record.success)
             solved[1] += 1
-            bar.update(task, advance=1, description=f"metaworld: {solved[0]}/{solved[1]} solved")
+            bar.update(task, advance=1, description=f"{suite}: {solved[0]}/{solved[1]} solved")
 
-        records, levels, seconds = evaluate("metaworld", names, spec, fn, workers, on_episode)
-    info = eval_info("metaworld", spec, name, records, levels, seconds)
+        records, levels, seconds = evaluate(spec.suite, names, spec, fn, workers, on_episode, group)
+    if not main:
+        return
+    info = eval_info(suite, spec, name, records, levels, seconds)
     paths = write_report(info, out)
     if as_json:
         print_json({k: info[k] for k in ("suite", "policy", "protocol", "tasks", "levels", "overall", "seconds")})

@@ -25,6 +25,9 @@ def collect(
         False, "--full-length", help="Keep recording after success until --max-steps (fixed-length episodes)."
     ),
     keep_failures: bool = typer.Option(False, "--keep-failures", help="Keep episodes the expert did not solve."),
+    fast_render: bool = typer.Option(
+        False, "--fast-render", help="Meta-World without shadows and reflections (faster; bench with it too)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary for machines."),
 ) -> None:
     """Record scripted-expert demonstrations (each episode committed atomically; Ctrl-C keeps the finished ones).
@@ -55,6 +58,7 @@ def collect(
                 until_success=not full_length,
                 keep_failures=keep_failures,
                 cameras=tuple(c.strip() for c in cameras.split(",") if c.strip()),
+                fast_render=fast_render,
                 progress=update,
             )
     except KeyboardInterrupt:

@@ -147,7 +147,15 @@ def state_vector(raw: dict[str, np.ndarray]) -> np.ndarray:
 class LiberoEnv:
     """One task of a LIBERO suite; `episode` picks the init state. Build once, `reset(episode=k)` to reuse."""
 
-    def __init__(self, suite: str, task_id: int, episode: int, image_size: int = 448, seed: int = 7):
+    def __init__(
+        self,
+        suite: str,
+        task_id: int,
+        episode: int,
+        image_size: int = 448,
+        seed: int = 7,
+        settle_steps: int = SETTLE_STEPS,
+    ):
         _suite_key(suite)
         if not 0 <= task_id < TASKS_PER_SUITE:
             raise Evo1Error(f"{suite} has tasks 0..{TASKS_PER_SUITE - 1}, got {task_id}", field="task_id")
@@ -155,6 +163,8 @@ class LiberoEnv:
             raise Evo1Error(f"must be >= 0, got {episode}", field="episode")
         if image_size < 1:
             raise Evo1Error(f"must be >= 1, got {image_size}", field="image_size")
+        if settle_steps < 0:
+            raise Evo1Error(f"must be >= 0, got {settle_steps}", field="settle_steps")
         task_suite = _task_suite(suite)
         if task_suite.get_num_tasks() != TASKS_PER_SUITE:
             raise Evo1Error(f"LIBERO has {task_suite.get_num_tasks()} tasks in {suite}, expected {TASKS_PER_SUITE}")
@@ -163,7 +173,7 @@ class LiberoEnv:
         self.suite, self.task_id, self.episode, self.seed = suite, task_id, episode, seed
         self.task: str = task.name
         self.prompt: str = task.language
-        self.image_size = image_size
+        self.image_size, self.settle_steps = image_size, settle_steps
         self.max_steps = MAX_STEPS[suite]
         self.init_states = np.asarray(task_suite.get_task_init_states(task_id))
         bddl = Path(get_libero_path("bddl_files")) / task.problem_folder / task.bddl_file
@@ -185,7 +195,7 @@ class LiberoEnv:
             self.episode = episode
         self.env.reset()  # a hard reset: rebuilds the scene, as the standard protocol does
         self.raw = self.env.set_init_state(self.init_states[self.episode % len(self.init_states)])
-        for _ in range(SETTLE_STEPS):
+        for _ in range(self.settle_steps):
             self.raw, _, _, _ = self.env.step(SETTLE_ACTION.copy())
         self.steps = 0
 

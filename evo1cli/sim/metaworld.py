@@ -100,6 +100,7 @@ class MetaWorldEnv:
         image_size: int = 448,
         render: bool = True,
         variations: list[Any] | None = None,
+        fast_render: bool = False,
     ):
         if task not in PROMPTS:
             raise Evo1Error(f"unknown Meta-World task {task!r}", field="task")
@@ -119,7 +120,7 @@ class MetaWorldEnv:
         self.env = ALL_V3_ENVIRONMENTS[task](**kwargs)
         self.env.set_task(variations[variation % len(variations)])
         self.env.seed(seed)
-        self._fast = False
+        self.fast_render, self._fast = fast_render, False
         self.steps = 0
 
     def draw_variation(self) -> int:
@@ -145,7 +146,7 @@ class MetaWorldEnv:
         """What the policy sees from `camera` (corner2 by default; any camera of the scene works)."""
         import mujoco
 
-        if not self._fast:  # the viewer exists after the first render call
+        if self.fast_render and not self._fast:  # the viewer exists after the first render call
             self.env.render()
             scene = self.env.mujoco_renderer._get_viewer("rgb_array").scn
             scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0

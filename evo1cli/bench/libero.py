@@ -1,0 +1,76 @@
+"""LIBERO through the benchmark harness, with the standard protocol as the Evo-1 authors ran it.
+
+Per query the policy sees the agentview and wrist images (rendered at the policy's size, turned 180
+degrees), the 8-d state and the task's instruction; 14 actions of each chunk are applied with the gripper
+binarised; an episode ends on success or at the suite's step budget (220 / 280 / 300 / 520), after 10
+settle steps that do not count. Episode k of a task starts from the task's init state k (of 50), and its
+policy noise is seeded by seed + k, so a rerun repeats every episode. See `evo1cli.sim.libero`.
+
+Tasks are named by their LIBERO names (unique across the four suites); a task's "level" in the report is
+its suite, so `mean_over_levels` over `evo1 bench libero` is the paper's mean of the four suite rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from evo1cli.bench.harness import RunSpec
+from evo1cli.errors import Evo1Error
+from evo1cli.sim.libero import SUITES, LiberoEnv, suite_tasks
+
+EPISODES = 50
+SEED = 7  # the standard LIBERO evaluation seed
+
+
+def suite_names(suite: str) -> list[str]:
+    """`libero` -> all four suites; `libero-long` etc. -> itself."""
+    if suite == "libero":
+        return list(SUITES)
+    if suite not in SUITES:
+        raise Evo1Error(f"unknown suite {suite!r} (libero or one of {', '.join(SUITES)})", field="suite")
+    return [suite]
+
+
+def task_table(suites: list[str]) -> dict[str, tuple[str, int]]:
+    """task name -> (suite, task_id), in suite order."""
+    return {name: (suite, i) for suite in suites for i, name in enumerate(suite_tasks(suite))}
+
+
+def resolve_tasks(suites: list[str], spec: str) -> list[str]:
+    """`all`, or a comma list of task names and task indices (an index picks that task of every suite)."""
+    table = task_table(suites)
+    if spec.strip() == "all":
+        return list(table)
+    out: list[str] = []
+    for item in (part.strip() for part in spec.split(",")):
+        if item.isdigit():
+            matches = [name for name, (_, i) in table.items() if i == int(item)]
+            if not matches:
+                raise Evo1Error(f"task index {item} is not in 0..{len(table) // len(suites) - 1}", field="--tasks")
+        elif item in table:
+            matches = [item]
+        else:
+            raise Evo1Error(f"unknown task {item!r} in {', '.join(suites)} (names or indices)", field="--tasks")
+        out += [m for m in matches if m not in out]
+    if not out:
+        raise Evo1Error("no tasks selected", field="--tasks")
+    return out
+
+
+def levels(suites: list[str]) -> dict[str, str]:
+    return {name: suite for name, (suite, _) in task_table(suites).items()}
+
+
+def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, LiberoEnv, dict[str, Any]]]:
+    """One environment per task, reset to init state k for episode k."""
+    suite, task_id = task_table(spec.options["suites"])[task]
+    env = LiberoEnv(suite, task_id, 0, spec.image_size, seed=spec.seed, settle_steps=spec.options["settle_steps"])
+    if spec.max_steps is not None:
+        env.max_steps = spec.max_steps
+    try:
+        for k in range(spec.episodes):
+            env.reset(episode=k)
+            yield k, spec.seed + k, env, {"suite": suite, "init_state": k % len(env.init_states)}
+    finally:
+        env.close()
