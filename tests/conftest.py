@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +11,7 @@ import torch
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.serving.server import PolicyServer, ServeOptions
 
 STATE_DIM, ACTION_DIM = 8, 4
 
@@ -86,3 +91,28 @@ def make_dataset(
                 )
             episode.commit()
     return writer.meta
+
+
+# ---------------------------------------------------------------------------------------------- serving
+class Running:
+    """A PolicyServer on a free port in a background thread."""
+
+    def __init__(self, policy: Evo1Policy, seed: int | None = 7, **options):
+        self.server = PolicyServer(policy, ServeOptions(port=0, seed=seed, **options))
+        ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.task = self.loop.create_task(self.server.serve_forever(lambda port: ready.set()))
+            with contextlib.suppress(asyncio.CancelledError):
+                self.loop.run_until_complete(self.task)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert ready.wait(60)
+        self.url = f"ws://127.0.0.1:{self.server.port}"
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(10)

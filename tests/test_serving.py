@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -14,7 +12,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from conftest import make_stats
+from conftest import Running, make_stats
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -22,33 +20,8 @@ from evo1cli.model.flow_matching import uniform_noise
 from evo1cli.model.policy import Evo1Policy, Observation
 from evo1cli.serving import wire
 from evo1cli.serving.client import ChunkExecutor, PolicyClient, ServerError
-from evo1cli.serving.server import PolicyServer, ServeOptions
 
 SEED = 7
-
-
-class Running:
-    """A PolicyServer on a free port in a background thread."""
-
-    def __init__(self, policy: Evo1Policy, **options):
-        self.server = PolicyServer(policy, ServeOptions(port=0, seed=SEED, **options))
-        ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.task = self.loop.create_task(self.server.serve_forever(lambda port: ready.set()))
-            with contextlib.suppress(asyncio.CancelledError):
-                self.loop.run_until_complete(self.task)
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert ready.wait(60)
-        self.url = f"ws://127.0.0.1:{self.server.port}"
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")

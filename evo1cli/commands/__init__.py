@@ -6,8 +6,9 @@ import sys
 
 import typer
 
-from evo1cli.commands import bench, collect, dataset, info, model, quickstart, serve, smoke, train
+from evo1cli.commands import bench, collect, dataset, deploy, info, model, quickstart, serve, smoke, train
 from evo1cli.errors import Evo1Error
+from evo1cli.robots.base import RobotError
 
 app = typer.Typer(
     name="evo1",
@@ -22,6 +23,7 @@ app = typer.Typer(
         "  evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach\n\n"
         "  evo1 dataset validate data/reach\n\n"
         "  evo1 train --recipe recipes/quickstart.yaml\n\n"
+        "  evo1 deploy so100 -c runs/so100/stage2/checkpoints/last --task 'Pick up the cube' --dry-run\n\n"
         "  evo1 model predict runs/tiny --image cam.png --prompt 'Reach a goal position' --state 0,0,0,0,0,0,0,0"
     ),
     no_args_is_help=True,
@@ -35,6 +37,8 @@ app.command("smoke")(smoke.smoke)
 app.command("collect")(collect.collect)
 app.command("train")(train.train)
 app.command("serve")(serve.serve)
+app.command("deploy")(deploy.deploy)
+app.command("calibrate")(deploy.calibrate)
 app.add_typer(model.app, name="model")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(bench.app, name="bench")
@@ -44,6 +48,6 @@ def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 1."""
     try:
         app()
-    except Evo1Error as err:
+    except (Evo1Error, RobotError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

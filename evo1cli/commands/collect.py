@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
 
+from evo1cli.commands.deploy import HELP
 from evo1cli.commands.output import console, print_json, progress
 from evo1cli.errors import Evo1Error
 
-ROBOTS = ("metaworld",)
+ROBOTS = ("metaworld", "xarm6", "so100")
 
 
 def collect(
-    robot: str = typer.Option(..., "--robot", help="Where demonstrations come from: metaworld."),
+    robot: str = typer.Option(..., "--robot", help="Where demonstrations come from: metaworld, xarm6, so100."),
     out: Path = typer.Option(..., "--out", help="Dataset directory (created, or appended to)."),
-    task: str = typer.Option("reach-v3", "--task", help="Meta-World task, a comma list, mt10 or mt50."),
+    task: str | None = typer.Option(
+        None, "--task", help="Real robots: the instruction. Meta-World: a task, comma list, mt10 or mt50 [reach-v3]."
+    ),
     episodes: int = typer.Option(50, "--episodes", help="Episodes to keep per task."),
     resolution: int = typer.Option(448, "--resolution", help="Camera image size (square)."),
     cameras: str = typer.Option("corner2", "--cameras", help="Comma list of scene cameras to record."),
@@ -28,11 +32,27 @@ def collect(
     fast_render: bool = typer.Option(
         False, "--fast-render", help="Meta-World without shadows and reflections (faster; bench with it too)."
     ),
+    episode_time: float = typer.Option(60.0, "--episode-time", help="Real robots: seconds per episode at most."),
+    reset_time: float = typer.Option(10.0, "--reset-time", help="Real robots: seconds to reset between episodes."),
+    config: Path | None = typer.Option(None, "--config", help=HELP["config"]),
+    overrides: list[str] = typer.Option([], "--set", help=HELP["set"]),
+    fake: bool = typer.Option(False, "--fake", help=HELP["fake"]),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary for machines."),
 ) -> None:
-    """Record scripted-expert demonstrations (each episode committed atomically; Ctrl-C keeps the finished ones).
+    """Record demonstrations: teleoperation on a real arm, or Meta-World's scripted experts.
+
+    Real robots record at the control rate (30 Hz): state = the arm's joints, action = the absolute joint
+    target (SO-100: the leader arm; xArm6: hand-guiding in teach mode). Keys: s/space save the episode,
+    d discard it, r record it again, q save and quit. Each episode is committed atomically; Ctrl-C keeps
+    the finished ones.
 
     Examples:
+
+      evo1 collect --robot so100 --task "Pick up the cube" --episodes 50 --out data/cube
+
+      evo1 collect --robot xarm6 --task "Open the drawer" --set connection.ip=192.168.1.222 --out data/drawer
+
+      evo1 collect --robot so100 --task "Try it" --fake --episodes 2 --episode-time 5 --out /tmp/rehearsal
 
       evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach
 
@@ -40,6 +60,12 @@ def collect(
     """
     if robot not in ROBOTS:
         raise Evo1Error(f"must be one of {', '.join(ROBOTS)}, got {robot!r}", field="--robot")
+    if robot != "metaworld":
+        if not task:
+            raise Evo1Error("give the demonstrations' instruction, e.g. --task 'Pick up the cube'", field="--task")
+        collect_robot(robot, task, episodes, out, episode_time, reset_time, config, overrides, fake, as_json)
+        return
+    task = task or "reach-v3"
     if episodes < 1 or resolution < 16 or max_steps < 1:
         raise Evo1Error("--episodes and --max-steps must be >= 1 and --resolution >= 16", field="options")
     from evo1cli.collect.metaworld import collect as run
@@ -71,3 +97,57 @@ def collect(
             f"wrote {summary.kept} episodes ({summary.frames} frames) to {out}; "
             f"{summary.failed} unsolved episode(s) dropped"
         )
+
+
+def collect_robot(
+    robot: str,
+    task: str,
+    episodes: int,
+    out: Path,
+    episode_time: float,
+    reset_time: float,
+    config: Path | None,
+    overrides: list[str],
+    fake: bool,
+    as_json: bool,
+) -> None:
+    """Teleoperation on a real (or `--fake`) arm; see `evo1cli.robots.teleop`."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from evo1cli.robots.session import RobotSession, load_robot, make_leader
+    from evo1cli.robots.teleop import (
+        HandGuiding,
+        LeaderArm,
+        NoKeys,
+        TerminalKeys,
+        open_robot_dataset,
+        record_teleop,
+    )
+
+    if episodes < 1 or episode_time <= 0 or reset_time < 0:
+        raise Evo1Error("--episodes >= 1, --episode-time > 0 and --reset-time >= 0", field="options")
+    robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
+    writer = open_robot_dataset(out, robot_config)
+    keys = TerminalKeys() if TerminalKeys.available() else None
+    with RobotSession(robot_config) as session, contextlib.ExitStack() as stack:
+        leader = make_leader(robot_config)
+        source = LeaderArm(leader) if leader is not None else HandGuiding(session.arm)
+        active = stack.enter_context(keys.active()) if keys is not None else NoKeys()
+        display = Console(stderr=True)  # stdout stays clean for --json
+        live = stack.enter_context(Live(console=display, transient=True, refresh_per_second=4))
+        display.print(f"{robot}: {source.name}; keys: s/space save, d discard, r again, q quit; Ctrl-C stops")
+
+        def status(phase: str, kept: int, seconds: float) -> None:
+            live.update(f"episode {kept + 1}/{episodes}: {phase} {seconds:5.1f} s")
+
+        summary = record_teleop(session, source, writer, task, episodes, episode_time, reset_time, active, status)
+    if as_json:
+        print_json({"out": str(out), "robot": robot, "task": task, **vars(summary)})
+    else:
+        console.print(
+            f"wrote {summary.kept} episodes ({summary.frames} frames) to {out}; {summary.discarded} discarded; "
+            f"{summary.over_budget} ticks over budget"
+        )
+    if summary.interrupted:
+        raise typer.Exit(130)

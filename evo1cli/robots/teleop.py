@@ -1,0 +1,304 @@
+"""Teleoperated demonstrations into a LeRobot v2.1 dataset (`evo1 collect --robot xarm6|so100`).
+
+Per control tick (1 / control_hz) one frame: state = the follower's measured joints, action = the absolute
+joint target of that moment, images = every camera's newest frame. Where the target comes from:
+
+- `LeaderArm` (SO-100): the leader arm's joints, which are also sent to the follower through the safety layer;
+- `HandGuiding` (xArm6): the arm itself in teach mode, nothing is sent; the action of tick t is the measured
+  pose of tick t + 1 (the last frame's is its own pose), so replaying the actions retraces the demonstration.
+
+Episodes: a reset period (`reset_s`, or until `s`), then recording until `episode_s` or a key:
+`s`/space/enter save, `d` discard, `r` discard and record again at once, `q` save and quit. Each episode is
+written atomically; Ctrl-C (the arm is stopped by the safety layer) discards the one in progress only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from evo1cli.data.format import ACTION, STATE, vector_feature
+from evo1cli.data.writer import Camera, DatasetWriter, EpisodeRecorder
+from evo1cli.robots.base import RobotConfig
+
+
+def image_key(name: str) -> str:
+    return f"observation.images.{name}"
+
+
+def open_robot_dataset(out: str | Path, config: RobotConfig) -> DatasetWriter:
+    """A v2.1 dataset for this robot (created, or opened to append with the same features)."""
+    dof, names = len(config.joints), list(config.joints)
+    return DatasetWriter(
+        out,
+        round(config.control_hz),
+        {STATE: vector_feature(dof, names), ACTION: vector_feature(dof, names)},
+        [Camera(image_key(c.name), c.height, c.width) for c in config.cameras],
+        robot_type=config.robot,
+    )
+
+
+class Recorder:
+    """One episode's frames (state, action, camera images) for `DatasetWriter`."""
+
+    def __init__(self, writer: DatasetWriter, task: str):
+        self.task = task
+        self.episode: EpisodeRecorder = writer.episode()
+        self.frames = 0
+
+    def add(self, state: np.ndarray, action: np.ndarray, images: dict[str, np.ndarray]) -> None:
+        values = {STATE: np.asarray(state, np.float32), ACTION: np.asarray(action, np.float32)}
+        self.episode.add_frame(values, {image_key(k): v for k, v in images.items()}, self.task)
+        self.frames += 1
+
+    def commit(self, **extra: Any) -> None:
+        self.episode.commit(**extra)
+
+    def discard(self) -> None:
+        self.episode.discard()
+
+
+# ------------------------------------------------------------------------------------------------ sources
+class TeleopSource(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def target(self, robot: Any) -> np.ndarray | None: ...  # this tick's action, or None: the next measured pose
+
+
+class LeaderArm:
+    """The SO-100 leader: its joints are the action, and the follower is commanded to them."""
+
+    name = "leader arm"
+
+    def __init__(self, leader: Any):
+        self.leader = leader
+
+    def start(self) -> None:
+        self.leader.connect()
+
+    def stop(self) -> None:
+        self.leader.disconnect()
+
+    def target(self, robot: Any) -> np.ndarray:
+        action = np.asarray(self.leader.read_joints(), dtype=np.float64)
+        robot.safety.command(action)
+        return action
+
+
+class HandGuiding:
+    """The arm in its teach (gravity-compensated) mode, moved by hand; nothing is commanded."""
+
+    name = "hand-guiding"
+
+    def __init__(self, arm: Any):
+        self.arm = arm
+
+    def start(self) -> None:
+        self.arm.teach_mode(True)
+
+    def stop(self) -> None:
+        self.arm.teach_mode(False)
+
+    def target(self, robot: Any) -> None:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ keys
+class Keys(Protocol):
+    def poll(self) -> str | None: ...
+
+
+class NoKeys:
+    def poll(self) -> str | None:
+        return None
+
+
+class ScriptedKeys:
+    """Keys at given ticks of the session, for tests and scripted runs: {tick: key}."""
+
+    def __init__(self, at: dict[int, str]):
+        self.at, self.tick = at, 0
+
+    def poll(self) -> str | None:
+        self.tick += 1
+        return self.at.get(self.tick)
+
+
+class TerminalKeys:
+    """Single key presses from the terminal (cbreak mode, restored on exit), read by a thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._done = threading.Event()
+
+    @staticmethod
+    def available() -> bool:
+        return sys.stdin.isatty() and os.name == "posix"
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[TerminalKeys]:
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+        thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._done.set()
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    def _read(self, fd: int) -> None:
+        while not self._done.is_set():
+            if select.select([fd], [], [], 0.1)[0]:
+                self._queue.put(os.read(fd, 1).decode(errors="ignore"))
+
+    def poll(self) -> str | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+
+SAVE, DISCARD, RERECORD, QUIT = ("s", " ", "\n", "e"), ("d",), ("r",), ("q",)
+
+
+# ------------------------------------------------------------------------------------------------ loop
+@dataclass
+class TeleopSummary:
+    kept: int = 0
+    discarded: int = 0
+    frames: int = 0
+    interrupted: bool = False
+    over_budget: int = 0  # ticks that ended after their slot
+
+
+def record_teleop(
+    robot: Any,
+    source: TeleopSource,
+    writer: DatasetWriter,
+    task: str,
+    episodes: int,
+    episode_s: float,
+    reset_s: float,
+    keys: Keys | None = None,
+    status: Callable[[str, int, float], None] | None = None,
+) -> TeleopSummary:
+    """Record `episodes` episodes; `status(phase, episode, seconds)` is called every tick (for a live display)."""
+    keys = keys or NoKeys()
+    safety = robot.safety
+    period = 1.0 / robot.config.control_hz
+    summary = TeleopSummary()
+    source.start()
+    try:
+        with safety.handle_sigint():
+            outcome = "saved"
+            while summary.kept < episodes and not summary.interrupted:
+                if outcome != "again":  # `r` records again at once
+                    key = _reset_period(robot, source, keys, reset_s, period, summary, status)
+                    if key in QUIT or summary.interrupted:
+                        break
+                outcome = _record_episode(robot, source, writer, task, keys, episode_s, period, summary, status)
+                if outcome == "quit":
+                    break
+    finally:
+        source.stop()
+    return summary
+
+
+def _reset_period(
+    robot: Any, source: TeleopSource, keys: Keys, reset_s: float, period: float, summary: TeleopSummary, status: Any
+) -> str | None:
+    """Until `reset_s` passes or a key: the leader still drives the follower so the scene can be reset."""
+    start = time.monotonic()
+    while time.monotonic() - start < reset_s:
+        if robot.safety.stop_requested:
+            summary.interrupted = True
+            return None
+        source.target(robot)
+        key = keys.poll()
+        if key is not None and (key in SAVE or key in QUIT):
+            return key
+        if status:
+            status("reset", summary.kept, time.monotonic() - start)
+        time.sleep(period)
+    return None
+
+
+def _record_episode(
+    robot: Any,
+    source: TeleopSource,
+    writer: DatasetWriter,
+    task: str,
+    keys: Keys,
+    episode_s: float,
+    period: float,
+    summary: TeleopSummary,
+    status: Any,
+) -> str:
+    """One episode: "saved", "discarded", "again" (discarded, record again) or "quit" (saved, then stop)."""
+    recorder = Recorder(writer, task)
+    pending: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # hand-guiding: waits for the next pose
+    outcome = "saved"
+    start = next_tick = time.monotonic()
+    try:
+        while time.monotonic() - start < episode_s:
+            if robot.safety.stop_requested:
+                summary.interrupted = True
+                outcome = "discarded"
+                break
+            state = robot.read_joints()
+            images = robot.read_images()
+            action = source.target(robot)
+            if action is None:  # the pose reached now is the previous frame's action
+                if pending is not None:
+                    recorder.add(pending[0], state, pending[1])
+                pending = (state, images)
+            else:
+                recorder.add(state, action, images)
+            key = keys.poll()
+            if key in DISCARD or key in RERECORD:
+                outcome = "discarded" if key in DISCARD else "again"
+                break
+            if key in SAVE or key in QUIT:
+                outcome = "quit" if key in QUIT else "saved"
+                break
+            if status:
+                status("record", summary.kept, time.monotonic() - start)
+            next_tick += period
+            now = time.monotonic()
+            if now > next_tick:
+                summary.over_budget += 1
+                next_tick = now
+            else:
+                time.sleep(next_tick - now)
+        if pending is not None and outcome in ("saved", "quit"):
+            recorder.add(pending[0], pending[0], pending[1])
+        if outcome in ("saved", "quit") and recorder.frames > 0:
+            with robot.safety.idle(None):  # encoding the videos pauses the command stream: the arm holds
+                recorder.commit(source=source.name, robot=robot.config.robot)
+            summary.kept += 1
+            summary.frames += recorder.frames
+        else:
+            recorder.discard()
+            summary.discarded += 1
+    except BaseException:
+        recorder.discard()
+        raise
+    return outcome
