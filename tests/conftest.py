@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 
 import numpy as np
@@ -12,6 +13,10 @@ from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy, Observation
 from evo1cli.serving.server import PolicyServer, ServeOptions
+
+# A run started in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would
+# every command the tests start; the Ctrl-C tests need the default back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 STATE_DIM, ACTION_DIM = 8, 4
 

@@ -4,13 +4,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import fixed_noise, make_observation, make_stats
 
 from evo1cli.errors import Evo1Error
 from evo1cli.model import checkpoint as ckpt
 from evo1cli.model.checkpoint import load_policy, save_policy
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.policy import Evo1Policy
-from tests.conftest import fixed_noise, make_observation, make_stats
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import ACTION_DIM, fixed_noise, make_observation, make_stats
 
 from evo1cli.errors import Evo1Error
 from evo1cli.model.normalization import StatsTable
 from evo1cli.model.policy import Evo1Policy
-from tests.conftest import ACTION_DIM, fixed_noise, make_observation, make_stats
 
 
 def test_predict_shapes_and_dtype(tiny_policy, tiny_config):

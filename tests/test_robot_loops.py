@@ -24,7 +24,7 @@ from evo1cli.model.policy import Evo1Policy
 from evo1cli.robots.base import RobotError
 from evo1cli.robots.rollout import check_chunk, remote_policy, run_rollout
 from evo1cli.robots.session import RobotSession, load_robot
-from evo1cli.robots.teleop import HandGuiding, ScriptedKeys, open_robot_dataset, record_teleop
+from evo1cli.robots.teleop import HandGuiding, KeyboardJog, ScriptedKeys, open_robot_dataset, record_teleop
 
 SMALL = [f"cameras.{c}.{k}={v}" for c in ("base", "wrist") for k, v in (("width", 64), ("height", 48))]
 SMALL_SO100 = [s.replace("cameras.base.", "cameras.front.") for s in SMALL]
@@ -265,3 +265,46 @@ def test_calibrate_so100_writes_lerobots_file(tmp_path, cache):
         calibration = json.load(f)
     assert next(iter(calibration)) == "shoulder_pan"
     assert set(calibration["gripper"]) == {"id", "drive_mode", "homing_offset", "range_min", "range_max"}
+
+
+def test_keyboard_jog_moves_the_picked_joint_through_the_safety_layer(tmp_path):
+    config = xarm()
+    writer = open_robot_dataset(tmp_path / "ds", config)
+    steps = np.array(config.limits.max_step) / 2  # 1.5 deg per press
+    # tick 1: pick joint 2; ticks 2-5: four presses of +; tick 6: one -; tick 9: save and quit
+    keys = ScriptedKeys({1: "2", 2: "+", 3: "=", 4: "+", 5: "+", 6: "-", 9: "q"})
+    with RobotSession(config) as robot:
+        start = robot.safety.last_command
+        summary = record_teleop(robot, KeyboardJog(steps), writer, "jog", 1, 10.0, 0.0, keys)
+        sent = servo_targets(robot)
+    assert summary.kept == 1
+    table = read_episode(load_meta(tmp_path / "ds"), 0)
+    expected = start[1] + steps[1] * np.array([0, 1, 2, 3, 4, 3, 3, 3, 3])
+    np.testing.assert_allclose(table.action[:, 1], expected)
+    np.testing.assert_allclose(table.action[:, [0, 2, 3, 4, 5]], np.tile(start[[0, 2, 3, 4, 5]], (9, 1)))
+    np.testing.assert_allclose(sent[-1], table.action[-1, :6])  # what was recorded is what was sent
+
+
+def test_teleop_choices_are_checked(tmp_path, cache):
+    wrong = run_cli("collect", "--robot", "so100", "--fake", "--task", "t", "--teleop", "hand", "--out",
+                    str(tmp_path / "d"), cache=cache)  # fmt: skip
+    assert (
+        wrong.returncode == 1 and "--teleop: so100 teleoperation is one of leader, keyboard, got 'hand'" in wrong.stderr
+    )
+    assert not (tmp_path / "d").exists()
+    no_display = run_cli("collect", "--robot", "xarm6", "--fake", "--task", "t", "--view", "--out",
+                         str(tmp_path / "d"), *sets(SMALL), cache=cache)  # fmt: skip
+    if not os.environ.get("DISPLAY"):
+        assert no_display.returncode == 1 and "--view needs a display" in no_display.stderr
+
+
+def test_deploy_command_through_evo1_serve(tmp_path, cache):
+    server = Running(tiny_policy(6))
+    try:
+        args = ["--server", server.url, "--task", "Pick up the cube", "--seconds", "1.5", "--action-steps", "5"]
+        result = run_cli("deploy", "so100", "--fake", *args, "--json", *sets(SMALL_SO100), cache=cache)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["ended"] == "done" and report["action_steps"] == 5 and report["queries"] >= 2

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from evo1cli.commands.deploy import HELP
@@ -34,6 +36,10 @@ def collect(
     ),
     episode_time: float = typer.Option(60.0, "--episode-time", help="Real robots: seconds per episode at most."),
     reset_time: float = typer.Option(10.0, "--reset-time", help="Real robots: seconds to reset between episodes."),
+    teleop: str | None = typer.Option(
+        None, "--teleop", help="Real robots: leader (SO-100), hand (xArm6 teach mode) or keyboard (jog joints)."
+    ),
+    view: bool = typer.Option(False, "--view", help="Real robots: show the cameras live in a window."),
     config: Path | None = typer.Option(None, "--config", help=HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=HELP["set"]),
     fake: bool = typer.Option(False, "--fake", help=HELP["fake"]),
@@ -63,7 +69,8 @@ def collect(
     if robot != "metaworld":
         if not task:
             raise Evo1Error("give the demonstrations' instruction, e.g. --task 'Pick up the cube'", field="--task")
-        collect_robot(robot, task, episodes, out, episode_time, reset_time, config, overrides, fake, as_json)
+        options = TeleopOptions(episode_time, reset_time, teleop, view)
+        collect_robot(robot, task, episodes, out, options, config, overrides, fake, as_json)
         return
     task = task or "reach-v3"
     if episodes < 1 or resolution < 16 or max_steps < 1:
@@ -99,13 +106,20 @@ def collect(
         )
 
 
+@dataclass(frozen=True)
+class TeleopOptions:
+    episode_time: float
+    reset_time: float
+    teleop: str | None  # None: the robot's default
+    view: bool
+
+
 def collect_robot(
     robot: str,
     task: str,
     episodes: int,
     out: Path,
-    episode_time: float,
-    reset_time: float,
+    options: TeleopOptions,
     config: Path | None,
     overrides: list[str],
     fake: bool,
@@ -118,30 +132,51 @@ def collect_robot(
     from evo1cli.robots.session import RobotSession, load_robot, make_leader
     from evo1cli.robots.teleop import (
         HandGuiding,
+        KeyboardJog,
         LeaderArm,
         NoKeys,
         TerminalKeys,
         open_robot_dataset,
         record_teleop,
     )
+    from evo1cli.robots.view import CameraView
 
-    if episodes < 1 or episode_time <= 0 or reset_time < 0:
+    if episodes < 1 or options.episode_time <= 0 or options.reset_time < 0:
         raise Evo1Error("--episodes >= 1, --episode-time > 0 and --reset-time >= 0", field="options")
-    robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
-    writer = open_robot_dataset(out, robot_config)
+    mode = options.teleop or ("leader" if robot == "so100" else "hand")
+    allowed = ("leader", "keyboard") if robot == "so100" else ("hand", "keyboard")
+    if mode not in allowed:
+        raise Evo1Error(f"{robot} teleoperation is one of {', '.join(allowed)}, got {mode!r}", field="--teleop")
     keys = TerminalKeys() if TerminalKeys.available() else None
+    if mode == "keyboard" and keys is None:
+        raise Evo1Error("keyboard teleoperation needs an interactive terminal", field="--teleop")
+    robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
+    view = CameraView() if options.view else None
+    writer = open_robot_dataset(out, robot_config)
     with RobotSession(robot_config) as session, contextlib.ExitStack() as stack:
-        leader = make_leader(robot_config)
-        source = LeaderArm(leader) if leader is not None else HandGuiding(session.arm)
+        if mode == "leader":
+            source = LeaderArm(make_leader(robot_config))
+        elif mode == "hand":
+            source = HandGuiding(session.arm)
+        else:
+            source = KeyboardJog(np.array(robot_config.limits.max_step) / 2)
         active = stack.enter_context(keys.active()) if keys is not None else NoKeys()
         display = Console(stderr=True)  # stdout stays clean for --json
         live = stack.enter_context(Live(console=display, transient=True, refresh_per_second=4))
-        display.print(f"{robot}: {source.name}; keys: s/space save, d discard, r again, q quit; Ctrl-C stops")
+        jog = "; 1-9 pick a joint, +/- move it" if mode == "keyboard" else ""
+        display.print(f"{robot}: {source.name}; keys: s/space save, d discard, r again, q quit{jog}; Ctrl-C stops")
 
         def status(phase: str, kept: int, seconds: float) -> None:
-            live.update(f"episode {kept + 1}/{episodes}: {phase} {seconds:5.1f} s")
+            line = f"episode {kept + 1}/{episodes}: {phase} {seconds:5.1f} s"
+            live.update(line)
+            if view is not None:
+                view.show(session.read_images(), line)
 
-        summary = record_teleop(session, source, writer, task, episodes, episode_time, reset_time, active, status)
+        summary = record_teleop(
+            session, source, writer, task, episodes, options.episode_time, options.reset_time, active, status
+        )
+        if view is not None:
+            view.close()
     if as_json:
         print_json({"out": str(out), "robot": robot, "task": task, **vars(summary)})
     else:

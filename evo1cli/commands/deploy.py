@@ -108,8 +108,10 @@ def print_cadence(report: dict) -> None:
     table.add_row("control rate", f"{report['achieved_hz']:.1f} Hz of {report['target_hz']:g} Hz")
     table.add_row("ticks (over budget)", f"{report['ticks']} ({report['ticks_over_budget']})")
     table.add_row("policy queries", str(report["queries"]))
-    for phase in ("observe", "infer", "act"):
+    for phase in ("observe", "infer", "act", "record"):
         t = report[phase]
+        if phase == "record" and not t["total_s"]:
+            continue
         table.add_row(phase, f"{t['mean_ms']:.1f} ms mean, {t['p95_ms']:.1f} ms p95, {t['total_s']:.1f} s")
     interventions = report["safety_interventions"]
     table.add_row("safety interventions", ", ".join(f"{k} {v}" for k, v in interventions.items()) or "none")

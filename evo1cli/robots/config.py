@@ -23,18 +23,14 @@ same checks.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import CameraConfig, Limits, RobotConfig
-from evo1cli.train.recipe import apply_overrides
+from evo1cli.yamlconfig import YamlReader, apply_overrides, read_yaml, show
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -78,16 +74,7 @@ def load_robot_config(
     `robot`, when given, is the robot the caller drives: a file for another robot is an error.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise Evo1Error("robot configuration not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise Evo1Error(f"cannot read the robot configuration ({err})", path=path) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise Evo1Error(f"not valid YAML{where}", path=path) from None
+    raw = read_yaml(path, "robot configuration")
     reader = _Reader(path)
     raw = apply_overrides(reader.mapping(raw, ""), list(overrides or []), path)
     config = parse_robot_config(raw, path)
@@ -175,7 +162,7 @@ def parse_robot_config(raw: dict[str, Any], source: str | Path | None = None) ->
 
 def _joint_names(r: _Reader, raw: Any, dof: int) -> tuple[str, ...]:
     if not isinstance(raw, list) or len(raw) != dof:
-        raise r.error("joints", f"must be a list of {dof} joint names (arm joints then gripper), got {_show(raw)}")
+        raise r.error("joints", f"must be a list of {dof} joint names (arm joints then gripper), got {show(raw)}")
     names = tuple(r.string(v, f"joints[{i}]") for i, v in enumerate(raw))
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -205,7 +192,7 @@ def _cameras(r: _Reader, raw: Any) -> tuple[CameraConfig, ...]:
             raise r.error(f"{key}.device", "missing (an index such as 0, a device path or a video file)")
         device = settings["device"]
         if isinstance(device, bool) or not isinstance(device, (int, str)) or device == "":
-            raise r.error(f"{key}.device", f"must be an index, a device path or a video file, got {_show(device)}")
+            raise r.error(f"{key}.device", f"must be an index, a device path or a video file, got {show(device)}")
         cameras.append(
             CameraConfig(
                 name=name,
@@ -219,42 +206,13 @@ def _cameras(r: _Reader, raw: Any) -> tuple[CameraConfig, ...]:
     return tuple(cameras)
 
 
-class _Reader:
-    """Typed access to parsed YAML, with errors naming the file and the dotted field."""
-
-    def __init__(self, path: str | Path | None):
-        self.path = path
-
-    def error(self, field: str, message: str) -> Evo1Error:
-        return Evo1Error(message, path=self.path, field=field or None)
-
-    def mapping(self, data: Any, field: str) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise self.error(field, f"must be a mapping, got {_show(data)}")
-        for k in data:
-            if not isinstance(k, str):
-                raise self.error(f"{field}.{k}" if field else str(k), "keys must be strings")
-        return data
-
-    def only(self, data: dict[str, Any], field: str, allowed: Sequence[str]) -> None:
-        for k in data:
-            if k not in allowed:
-                raise self.error(f"{field}.{k}" if field else k, f"unknown key (expected one of: {', '.join(allowed)})")
+class _Reader(YamlReader):
+    """`YamlReader` plus the value kinds a robot configuration has."""
 
     def string(self, value: Any, field: str) -> str:
         if not isinstance(value, str) or not value:
-            raise self.error(field, f"must be a non-empty string, got {_show(value)}")
+            raise self.error(field, f"must be a non-empty string, got {show(value)}")
         return value
-
-    def number(self, value: Any, field: str) -> float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error(field, f"must be a finite number, got {_show(value)}")
-        return float(value)
 
     def positive(self, value: Any, field: str) -> float:
         number = self.number(value, field)
@@ -264,18 +222,13 @@ class _Reader:
 
     def integer(self, value: Any, field: str, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(field, f"must be an integer, got {_show(value)}")
+            raise self.error(field, f"must be an integer, got {show(value)}")
         if value < minimum:
             raise self.error(field, f"must be >= {minimum}, got {value}")
         return value
 
     def vector(self, value: Any, field: str, length: int, what: str = "one per joint") -> tuple[float, ...]:
         if not isinstance(value, list) or len(value) != length:
-            got = f"{len(value)} values" if isinstance(value, list) else _show(value)
+            got = f"{len(value)} values" if isinstance(value, list) else show(value)
             raise self.error(field, f"must be a list of {length} numbers ({what}), got {got}")
         return tuple(self.number(v, f"{field}[{i}]") for i, v in enumerate(value))
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -66,6 +66,7 @@ class Cadence:
     observe_s: list[float] = field(default_factory=list)
     infer_s: list[float] = field(default_factory=list)  # per query
     act_s: list[float] = field(default_factory=list)
+    record_s: list[float] = field(default_factory=list)  # per recorded tick (video encoding included)
     interventions: dict[str, int] = field(default_factory=dict)
     ended: str = "done"  # done | Ctrl-C | safety stop: <why>
 
@@ -90,6 +91,7 @@ class Cadence:
             "observe": ms(self.observe_s),
             "infer": ms(self.infer_s),
             "act": ms(self.act_s),
+            "record": ms(self.record_s),
             "safety_interventions": dict(self.interventions),
             "ended": self.ended,
         }
@@ -147,7 +149,9 @@ def run_rollout(
             used += 1
             cadence.act_s.append(clock() - t2)
             if recorder is not None and sent is not None:
+                t3 = clock()
                 recorder.add(joints, sent, frames)
+                cadence.record_s.append(clock() - t3)
             cadence.ticks += 1
             next_tick += period
             now = clock()

@@ -75,7 +75,7 @@ class TeleopSource(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def target(self, robot: Any) -> np.ndarray | None: ...  # this tick's action, or None: the next measured pose
+    def target(self, robot: Any, key: str | None) -> np.ndarray | None: ...  # None: the next measured pose
 
 
 class LeaderArm:
@@ -92,7 +92,7 @@ class LeaderArm:
     def stop(self) -> None:
         self.leader.disconnect()
 
-    def target(self, robot: Any) -> np.ndarray:
+    def target(self, robot: Any, key: str | None) -> np.ndarray:
         action = np.asarray(self.leader.read_joints(), dtype=np.float64)
         robot.safety.command(action)
         return action
@@ -112,8 +112,39 @@ class HandGuiding:
     def stop(self) -> None:
         self.arm.teach_mode(False)
 
-    def target(self, robot: Any) -> None:
+    def target(self, robot: Any, key: str | None) -> None:
         return None
+
+
+class KeyboardJog:
+    """Joint jogging from the keyboard: `1`..`9` pick a joint (the last one is the gripper), `+` (or `=`) and
+    `-` move it by `steps` per press (hold the key: the terminal repeats it). The target goes through the
+    safety layer every tick, and is the action."""
+
+    name = "keyboard"
+
+    def __init__(self, steps: np.ndarray):
+        self.steps = np.asarray(steps, dtype=np.float64)
+        self.joint = 0
+        self.goal: np.ndarray | None = None
+
+    def start(self) -> None:
+        self.goal = None
+
+    def stop(self) -> None:
+        pass
+
+    def target(self, robot: Any, key: str | None) -> np.ndarray:
+        if self.goal is None:
+            self.goal = robot.safety.last_command
+        if key is not None and key.isdigit() and 1 <= int(key) <= len(self.steps):
+            self.joint = int(key) - 1
+        elif key in ("+", "=", "-"):
+            self.goal[self.joint] += self.steps[self.joint] * (-1 if key == "-" else 1)
+        sent = robot.safety.command(self.goal)
+        if sent is not None:
+            self.goal = sent.copy()  # what the limits allowed: the next press starts from there
+        return self.goal.copy()
 
 
 # ------------------------------------------------------------------------------------------------ keys
@@ -231,8 +262,8 @@ def _reset_period(
         if robot.safety.stop_requested:
             summary.interrupted = True
             return None
-        source.target(robot)
         key = keys.poll()
+        source.target(robot, key)
         if key is not None and (key in SAVE or key in QUIT):
             return key
         if status:
@@ -265,14 +296,14 @@ def _record_episode(
                 break
             state = robot.read_joints()
             images = robot.read_images()
-            action = source.target(robot)
+            key = keys.poll()
+            action = source.target(robot, key)
             if action is None:  # the pose reached now is the previous frame's action
                 if pending is not None:
                     recorder.add(pending[0], state, pending[1])
                 pending = (state, images)
             else:
                 recorder.add(state, action, images)
-            key = keys.poll()
             if key in DISCARD or key in RERECORD:
                 outcome = "discarded" if key in DISCARD else "again"
                 break

@@ -33,7 +33,6 @@ checks.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,6 +43,7 @@ import yaml
 from evo1cli.data.loader import DataSource
 from evo1cli.errors import Evo1Error
 from evo1cli.model.config import NORMALIZATIONS, Evo1Config
+from evo1cli.yamlconfig import YamlReader, apply_overrides, read_yaml, show
 
 PRECISIONS = ("auto", "bf16", "fp32")
 STAGES = ("stage1", "stage2")
@@ -113,30 +113,8 @@ class Recipe:
 
 
 # ---------------------------------------------------------------------------------------------- parsing
-class _Reader:
-    """Typed access to a YAML mapping, with errors naming the file and the dotted key."""
-
-    def __init__(self, path: Path | None):
-        self.path = path
-
-    def error(self, key: str, message: str) -> Evo1Error:
-        return Evo1Error(message, path=self.path, field=key)
-
-    def mapping(self, data: Any, key: str) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise self.error(key, f"must be a mapping, got {_show(data)}")
-        for k in data:
-            if not isinstance(k, str):
-                raise self.error(f"{key}.{k}" if key else str(k), "keys must be strings")
-        return data
-
-    def only(self, data: dict[str, Any], key: str, allowed: set[str]) -> None:
-        for k in data:
-            if k not in allowed:
-                where = f"{key}.{k}" if key else k
-                raise self.error(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+class _Reader(YamlReader):
+    """`YamlReader` plus dataclass fields checked against their annotations."""
 
     def value(self, value: Any, key: str, annotation: Any) -> Any:
         """`value` checked against a dataclass field's annotation (as a string)."""
@@ -148,42 +126,37 @@ class _Reader:
             kind = kind.removesuffix(" | None")
         if kind == "bool":
             if not isinstance(value, bool):
-                raise self.error(key, f"must be true or false, got {_show(value)}")
+                raise self.error(key, f"must be true or false, got {show(value)}")
             return value
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise self.error(key, f"must be an integer, got {_show(value)}")
+                raise self.error(key, f"must be an integer, got {show(value)}")
             return value
         if kind == "float":
             if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
                 with contextlib.suppress(ValueError):
                     value = float(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise self.error(key, f"must be a number, got {_show(value)}")
+                raise self.error(key, f"must be a number, got {show(value)}")
             return float(value)
         if kind == "str":
             if not isinstance(value, str):
-                raise self.error(key, f"must be a string, got {_show(value)}")
+                raise self.error(key, f"must be a string, got {show(value)}")
             return value
         if kind == "tuple[float, float]":
             if not isinstance(value, list) or len(value) != 2:
-                raise self.error(key, f"must be a list of two numbers, got {_show(value)}")
+                raise self.error(key, f"must be a list of two numbers, got {show(value)}")
             return tuple(self.value(v, f"{key}[{i}]", "float") for i, v in enumerate(value))
         raise AssertionError(f"no reader for {kind}")
 
     def dataclass(self, cls: type, data: Any, key: str, base: dict[str, Any] | None = None) -> Any:
         data = self.mapping(data, key)
         names = {f.name: f for f in fields(cls)}
-        self.only(data, key, set(names))
+        self.only(data, key, sorted(names))
         values = dict(base or {})
         for k, v in data.items():
             values[k] = self.value(v, f"{key}.{k}", names[k].type)
         return cls(**values)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _stage(reader: _Reader, raw: dict[str, Any], name: str) -> StageSettings:
@@ -212,7 +185,7 @@ def _model(reader: _Reader, raw: Any) -> Evo1Config:
     data = dict(reader.mapping(raw, "model"))
     preset = data.pop("preset", "internvl3-1b")
     if not isinstance(preset, str):
-        raise reader.error("model.preset", f"must be a string, got {_show(preset)}")
+        raise reader.error("model.preset", f"must be a string, got {show(preset)}")
     if "normalization" in data:
         raise reader.error("model.normalization", "set it as data.normalization")
     try:
@@ -312,43 +285,7 @@ def parse_recipe(raw: Any, source: Path | None = None, check_paths: bool = True)
     )
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], source: Path | None = None) -> dict[str, Any]:
-    """`key.path=value` assignments (values parsed as YAML) applied to a copy of the raw recipe."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise Evo1Error(f"expected key.path=value, got {item!r}", field="--set")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        node = raw
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise Evo1Error(f"{'.'.join(parts[: i + 1])} is not a mapping", path=source, field=f"--set {key}")
-            node = child
-        node[parts[-1]] = value
-    return raw
-
-
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> Recipe:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise Evo1Error("recipe not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise Evo1Error(f"cannot read the recipe ({err})", path=path) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise Evo1Error(f"not valid YAML{where}", path=path) from None
-    raw = _Reader(path).mapping(raw, "")
+    raw = read_yaml(path, "recipe")
     return parse_recipe(apply_overrides(raw, overrides or [], path), path, check_paths)
