@@ -152,8 +152,8 @@ def collect_robot(
         raise Evo1Error("keyboard teleoperation needs an interactive terminal", field="--teleop")
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
     view = CameraView() if options.view else None
-    writer = open_robot_dataset(out, robot_config)
     with RobotSession(robot_config) as session, contextlib.ExitStack() as stack:
+        writer = open_robot_dataset(out, robot_config)  # once connected: a failed connection leaves no dataset
         if mode == "leader":
             source = LeaderArm(make_leader(robot_config))
         elif mode == "hand":

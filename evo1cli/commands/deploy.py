@@ -74,8 +74,8 @@ def deploy(
         if checkpoint is not None
         else remote_policy(str(server), token, embodiment, dataset_key)
     )
-    writer = open_robot_dataset(record, robot_config) if record is not None else None
     with RobotSession(robot_config, dry_run=dry_run) as session:
+        writer = open_robot_dataset(record, robot_config) if record is not None else None  # once connected
         if home and not dry_run:
             console.print("moving home ...")
             session.safety.move_to(robot_config.home)
@@ -144,7 +144,7 @@ def calibrate(
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
     which = "leader" if leader else "follower"
 
-    pressed = threading.Event()
+    prompted, pressed = threading.Event(), threading.Event()
     start = time.monotonic()
 
     def wait_for_middle() -> None:
@@ -154,8 +154,8 @@ def calibrate(
     def finished(progress: object) -> bool:
         if fake:  # the simulated hand sweeps every joint within a few seconds
             return time.monotonic() - start > FAKE_SWEEP_S
-        if not getattr(finished, "asked", False):
-            finished.asked = True  # type: ignore[attr-defined]
+        if not prompted.is_set():
+            prompted.set()
             console.print("Move every joint through its whole range, then press Enter")
             threading.Thread(target=lambda: (input(), pressed.set()), daemon=True).start()
         return pressed.is_set()

@@ -80,7 +80,9 @@ class RobotSession:
         return {} if self.cameras is None else self.cameras.read()
 
 
-def load_robot(robot: str, path: str | None = None, overrides: list[str] | None = None, fake: bool = False):
+def load_robot(
+    robot: str, path: str | None = None, overrides: list[str] | None = None, fake: bool = False
+) -> RobotConfig:
     """The robot's configuration: `path` or the packaged default, with `key=value` overrides; `fake` adds
     `connection.fake=true` (simulated hardware)."""
     from evo1cli.robots.config import default_config_path, load_robot_config
