@@ -68,6 +68,11 @@ def process_group() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def share(tasks: list[str], group: Any) -> list[str]:
+    """This process's tasks: r, r + N, ... of N launched processes (all of them without a group)."""
+    return tasks if group is None else tasks[group.process_index :: group.num_processes]
+
+
 def evaluate(
     suite: str,
     tasks: list[str],
@@ -80,7 +85,7 @@ def evaluate(
     """Every episode of `tasks` (this process's share of them under `group`), sorted by task and episode."""
     factory, levels = suite_factory(suite, spec)
     start = time.perf_counter()
-    mine = tasks if group is None else tasks[group.process_index :: group.num_processes]
+    mine = share(tasks, group)
     records = run_benchmark(mine, factory, spec, policy, workers, on_episode)
     seconds = time.perf_counter() - start
     if group is not None:

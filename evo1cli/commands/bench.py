@@ -173,15 +173,14 @@ def run_suite(
     """Run, then (on the main process) write the report and print it; progress shows the running success rate."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from evo1cli.bench.evaluate import eval_info, evaluate
+    from evo1cli.bench.evaluate import eval_info, evaluate, share
     from evo1cli.bench.report import write_report
 
     main = group is None or group.is_main_process
-    share = names if group is None else names[group.process_index :: group.num_processes]
     solved = [0, 0]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=not main) as bar:
-        task = bar.add_task(suite, total=len(share) * spec.episodes)
+        task = bar.add_task(suite, total=len(share(names, group)) * spec.episodes)
 
         def on_episode(record: Any) -> None:
             solved[0] += int(record.success)

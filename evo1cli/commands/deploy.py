@@ -11,7 +11,6 @@ import typer
 from evo1cli.commands.output import console, print_json
 from evo1cli.errors import Evo1Error
 
-ROBOTS = ("xarm6", "so100")
 FAKE_SWEEP_S = 3.0
 
 
@@ -20,11 +19,6 @@ HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate`
     "set": "Override a configuration field, e.g. connection.ip=10.0.0.7 (repeatable).",
     "fake": "Simulated arm and rehearsal-video cameras: try everything without hardware.",
 }
-
-
-def check_robot(robot: str) -> None:
-    if robot not in ROBOTS:
-        raise Evo1Error(f"must be one of {', '.join(ROBOTS)}, got {robot!r}", field="robot")
 
 
 def deploy(
@@ -62,7 +56,6 @@ def deploy(
     from evo1cli.robots.session import RobotSession, load_robot
     from evo1cli.robots.teleop import Recorder, open_robot_dataset
 
-    check_robot(robot)
     if (checkpoint is None) == (server is None):
         raise Evo1Error("give exactly one of --checkpoint DIR and --server URL", field="--checkpoint")
     if seconds <= 0 or (action_steps is not None and action_steps < 1):
