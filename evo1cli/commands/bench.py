@@ -188,6 +188,8 @@ def run_suite(
             bar.update(task, advance=1, description=f"{suite}: {solved[0]}/{solved[1]} solved")
 
         records, levels, seconds = evaluate(spec.suite, names, spec, fn, workers, on_episode, group)
+    if group is not None:  # every collective is done: leave the group cleanly (gloo aborts at exit otherwise)
+        group.destroy_process_group()
     if not main:
         return
     info = eval_info(suite, spec, name, records, levels, seconds)
