@@ -61,7 +61,7 @@ def architecture(config: Evo1Config, tokenizer: PreTrainedTokenizerBase) -> Inte
         )
     vision.update(
         image_size=config.image_size, patch_size=14, attention_bias=True, norm_type="layer_norm",
-        layer_norm_eps=1e-6, use_mean_pooling=False, layer_scale_init_value=0.1,
+        layer_norm_eps=1e-6, use_mean_pooling=True, layer_scale_init_value=0.1,
     )  # fmt: skip
     text.update(
         model_type="qwen2", num_hidden_layers=config.llm_layers, rope_theta=1e6, rms_norm_eps=1e-6,

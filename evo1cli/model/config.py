@@ -50,6 +50,7 @@ class Evo1Config:
 
     # Data and runtime.
     normalization: str = "bounds"  # "bounds" (default), "bounds_q99" or "normal"
+    normalization_clamp: bool = True  # bounds modes clip to [-1, 1] (the authors do; LeRobot does not)
     relative_actions: bool = False  # actions were trained as a_k - s (state's first dims): predict adds s back
     attn_implementation: str = "sdpa"  # "sdpa" or "eager"; actions do not depend on it
     seed: int = 0  # seed of a randomly initialised model

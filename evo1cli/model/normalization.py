@@ -3,7 +3,9 @@
 Modes (x one native-dim vector, stats per dim):
     bounds      2 (x - min) / (max - min) - 1, clamped to [-1, 1]            (default)
     bounds_q99  the same with the 1st / 99th percentiles in place of min / max
-    normal      (x - mean) / std
+    normal      (x - mean) / std, never clamped
+The bounds modes clamp unless `clamp=False` (config `normalization_clamp`): the authors clamp, LeRobot's
+MIN_MAX does not, so a checkpoint imported from LeRobot turns it off to act as it did there.
 A constant dim (zero range or zero std) maps to 0 and back to its constant. After normalising, the
 vector is zero-padded to 24 dims; padded dims stay exactly 0 and are cropped away on the way back.
 
@@ -178,11 +180,12 @@ def _is_number(v: Any) -> bool:
 class Normalizer:
     """Maps native-dim vectors to the model's padded, normalised space and back."""
 
-    def __init__(self, mode: str = "bounds", pad_to: int = MAX_DIM):
+    def __init__(self, mode: str = "bounds", pad_to: int = MAX_DIM, clamp: bool = True):
         if mode not in NORMALIZATIONS:
             raise Evo1Error(f"must be one of {', '.join(NORMALIZATIONS)}, got {mode!r}", field="normalization")
         self.mode = mode
         self.pad_to = pad_to
+        self.clamp = clamp and mode != "normal"  # only the bounds modes have a range to clip to
 
     def _affine(self, stats: FeatureStats) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(center, half-range, constant) per dim, with y = (x - center) / half-range."""
@@ -208,7 +211,7 @@ class Normalizer:
         center, scale, const = self._affine(stats)
         y = (x - center) / torch.where(const, 1.0, scale)
         y = torch.where(const, 0.0, y)
-        if self.mode != "normal":
+        if self.clamp:
             y = y.clamp(-1.0, 1.0)
         return torch.nn.functional.pad(y, (0, self.pad_to - stats.dim)).float()
 

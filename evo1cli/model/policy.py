@@ -64,8 +64,8 @@ class Evo1Policy(nn.Module):
         self.action_head = action_head
         self.stats = stats
         self.backbone_frozen = False
-        self._state_norm = Normalizer(config.normalization, config.state_dim)
-        self._action_norm = Normalizer(config.normalization, config.action_dim)
+        self._state_norm = Normalizer(config.normalization, config.state_dim, config.normalization_clamp)
+        self._action_norm = Normalizer(config.normalization, config.action_dim, config.normalization_clamp)
 
     @classmethod
     def build(
