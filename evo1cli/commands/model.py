@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from evo1cli.commands.output import console, print_json
+from evo1cli.commands.placement import choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 
 if TYPE_CHECKING:  # torch and the model core load inside the commands, so that --help is instant
@@ -152,28 +153,25 @@ def predict(
     dataset: str | None = typer.Option(None, help="Stats key: dataset (optional when unambiguous)."),
     steps: int | None = typer.Option(None, help="Euler steps (default: the checkpoint's)."),
     seed: int = typer.Option(0, help="Seed of the initial noise."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Predict one action chunk from images, a prompt and a state.
 
     Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
     """
-    import torch
-
-    from evo1cli.model.checkpoint import load_policy
-    from evo1cli.model.policy import Observation
+    from evo1cli.runtime.policy import LocalPolicy
+    from evo1cli.serving.chunks import Query
 
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
-    policy = load_policy(checkpoint)
-    obs = Observation(
-        images=[_read_image(p, i) for i, p in enumerate(image)],
-        prompt=prompt,
-        state=_parse_state(state),
-        embodiment=embodiment,
-        dataset=dataset,
-    )
-    chunk = policy.predict([obs], generator=torch.Generator().manual_seed(seed), num_steps=steps)[0]
+    images = [_read_image(p, i) for i, p in enumerate(image)]
+    placement = choose(device, dtype)
+    policy = LocalPolicy.load(checkpoint, placement)
+    policy.num_steps = steps
+    query = Query(images, _parse_state(state), prompt, embodiment, dataset, seed=seed)
+    chunk = policy.infer([query])[0]
     if as_json:
         print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1]})
         return

@@ -5,6 +5,7 @@
 - `feetech.FakePortHandler`: the Feetech SDK's own `PortHandler` over a simulated serial line that parses the
   real protocol packets and answers as STS3215 servos do; the SDK's packet handler runs unchanged on top.
 - `camera.rehearsal_video`: an H.264 clip that OpenCV decodes and plays as a camera.
+- `policies`: scripted policies (`Circle`, `Delayed`) to rehearse and measure the deploy loop without a model.
 
 Each keeps a log of every command it received, so tests can check what actually reached the "hardware".
 """
