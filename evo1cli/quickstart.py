@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evo1cli.bench.evaluate import evaluate, policy_fn
+from evo1cli.bench.evaluate import evaluate
 from evo1cli.bench.harness import EpisodeRecord, RunSpec
-from evo1cli.bench.metaworld import ACTION_STEPS, EVAL_SEED, MAX_STEPS
+from evo1cli.bench.metaworld import PROTOCOL
 from evo1cli.collect.metaworld import collect
 from evo1cli.data.format import load_meta
 from evo1cli.errors import Evo1Error
-from evo1cli.model.checkpoint import load_policy
+from evo1cli.runtime.device import choose_placement
+from evo1cli.runtime.policy import LocalPolicy
 from evo1cli.train.recipe import load_recipe
 from evo1cli.train.trainer import Listener, train
 
@@ -81,10 +82,11 @@ def quickstart(
         raise KeyboardInterrupt
 
     start = time.perf_counter()
-    policy = load_policy(checkpoint)
+    # float32, as it was trained here (the CPU's bf16 would change the figures the docs quote)
+    policy = LocalPolicy.load(checkpoint, choose_placement("auto", "float32"), group.embodiment, group.dataset)
     # Unseen placements: per-seed variations from 4042 (collection used seeds 0..episodes-1).
-    spec = RunSpec("metaworld", eval_episodes, EVAL_SEED, ACTION_STEPS, policy.config.image_size, 0, MAX_STEPS,
-                   None, {"variations": "per-seed", "fast_render": True})  # fmt: skip
+    spec = RunSpec("metaworld", eval_episodes, PROTOCOL.seed, PROTOCOL.action_steps, policy.image_size, 0,
+                   PROTOCOL.max_steps, None, {"variations": "per-seed", "fast_render": True})  # fmt: skip
     counter = [0]
 
     def on_episode(record: EpisodeRecord) -> None:
@@ -92,9 +94,7 @@ def quickstart(
         if progress is not None:
             progress("evaluate", counter[0], eval_episodes)
 
-    rollouts, _, _ = evaluate(
-        "metaworld", [task], spec, policy_fn(policy, group.embodiment, group.dataset), 1, on_episode
-    )
+    rollouts, _, _ = evaluate("metaworld", [task], spec, policy, 1, on_episode)
     seconds["evaluate"] = time.perf_counter() - start
     return QuickstartReport(
         task=task,

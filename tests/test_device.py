@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from evo1cli.errors import Evo1Error
@@ -119,13 +121,13 @@ def test_predict_announces_the_placement_and_runs_in_it(checkpoint):
     common = ["model", "predict", str(checkpoint), "--image", "none", "--prompt", "p", "--state", "0,0,0,0,0,0,0,0"]
     fp32 = evo1(*common, "--device", "cpu", "--dtype", "float32", "--json")
     assert fp32.returncode == 0, fp32.stderr
-    assert fp32.stderr.startswith("device cpu, float32 (cpu as asked; float32 as asked)")
     bf16 = evo1(*common, "--device", "cpu", "--dtype", "bfloat16", "--json")
-    assert bf16.returncode == 0 and bf16.stderr.startswith("device cpu, bfloat16"), bf16.stderr
-    import json
-
-    import numpy as np
-
-    a, b = (np.array(json.loads(r.stdout)["actions"]) for r in (fp32, bf16))
+    assert bf16.returncode == 0, bf16.stderr
+    (a, a_info), (b, b_info) = ((np.array(d["actions"]), d) for d in (json.loads(r.stdout) for r in (fp32, bf16)))
+    assert (a_info["device"], a_info["dtype"]) == ("cpu", "float32")
+    assert a_info["placement"] == "cpu as asked; float32 as asked"
+    assert (b_info["device"], b_info["dtype"]) == ("cpu", "bfloat16")
+    human = evo1(*common, "--device", "cpu", "--dtype", "float32")
+    assert human.stdout.startswith("device cpu, float32 (cpu as asked; float32 as asked)")  # the banner
     assert a.shape == b.shape == (50, 4) and not np.array_equal(a, b)  # really ran in another precision
     assert np.abs(a - b).max() < 0.25 * np.abs(a).max() + 0.1  # ... and still the same policy

@@ -18,10 +18,10 @@ from typing import Any
 from evo1cli.bench.harness import RunSpec
 from evo1cli.bench.suites import BenchProtocol, Suite
 from evo1cli.errors import Evo1Error
-from evo1cli.sim.libero import SUITES, LiberoEnv, suite_tasks
+from evo1cli.sim.libero import SETTLE_STEPS, SUITES, LiberoEnv, suite_tasks
 
 # seed 7: the standard LIBERO evaluation seed; max_steps None: each suite's own budget (220/280/300/520)
-PROTOCOL = BenchProtocol(episodes=50, seed=7, action_steps=14, max_steps=None, settle_steps=10)
+PROTOCOL = BenchProtocol(episodes=50, seed=7, action_steps=14, max_steps=None, settle_steps=SETTLE_STEPS)
 
 
 def suite_names(suite: str) -> list[str]:

@@ -11,7 +11,7 @@ from rich.console import Console
 from evo1cli.bench.libero import PROTOCOL as LIBERO
 from evo1cli.bench.metaworld import PROTOCOL as METAWORLD
 from evo1cli.commands.output import console, print_json
-from evo1cli.commands.placement import choose, device_option, dtype_option
+from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 from evo1cli.serving.robotwin import EXECUTE_STEPS
 
@@ -176,6 +176,7 @@ def load_policy_fn(
 
     placement = choose(str(group.device) if group is not None and device == "auto" else device, dtype)
     loaded = LocalPolicy.load(checkpoint, placement, embodiment, dataset_key)
+    announce(placement)
     return loaded, str(checkpoint), loaded.image_size
 
 

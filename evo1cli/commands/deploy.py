@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from evo1cli.commands.output import console, err_console, print_json
-from evo1cli.commands.placement import choose, device_option, dtype_option
+from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 
 FAKE_SWEEP_S = 3.0
@@ -89,6 +89,8 @@ def deploy(
         steps = max_ticks = len(replayed.actions)
     else:
         policy = open_policy(checkpoint, server, placement, embodiment, dataset_key, token)
+        if placement is not None:
+            announce(placement)
     execution = Execution(steps, inference, blend, lead)
     try:
         with RobotSession(robot_config, dry_run=dry_run) as session:

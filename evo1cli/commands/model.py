@@ -173,8 +173,10 @@ def predict(
     query = Query(images, _parse_state(state), prompt, embodiment, dataset, seed=seed)
     chunk = policy.infer([query])[0]
     if as_json:
-        print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1]})
+        print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1],
+                    "device": placement.device, "dtype": placement.dtype, "placement": placement.reason})  # fmt: skip
         return
+    console.print(placement.banner())
     table = Table(title=f"action chunk ({chunk.shape[0]} x {chunk.shape[1]})")
     table.add_column("step", justify="right")
     for d in range(chunk.shape[1]):

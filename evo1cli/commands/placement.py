@@ -20,7 +20,10 @@ def dtype_option() -> typer.models.OptionInfo:
 
 
 def choose(device: str, dtype: str) -> Placement:
-    """The placement for these options, announced on stderr (stdout stays clean for --json)."""
-    placement = choose_placement(device, dtype)
+    """The placement for these options (an impossible one is a one-line error before anything loads)."""
+    return choose_placement(device, dtype)
+
+
+def announce(placement: Placement) -> None:
+    """The start banner, once the policy is loaded there: on stderr, so stdout stays clean for --json."""
     err_console.print(placement.banner())
-    return placement

@@ -59,5 +59,6 @@ def serve(
         console.print(
             f"serving {checkpoint} on ws://{host}:{bound} (health: http://{host}:{bound}/healthz; stats keys: {keys})"
         )
+        console.print(placement.banner())
 
     run_server(policy, options, ready)
