@@ -1,11 +1,11 @@
 """`evo1 deploy` on the simulated arms: synchronous vs asynchronous inference, interleaved.
 
 For each simulated robot (SO-100, xArm6; `--fake`: the SDK / serial-port simulations and two
-rehearsal-video cameras decoded by OpenCV, 320x240 by default: on a shared 2-core machine two 640x480
-decoders can fall behind `max_age_s`, which is the camera's problem, not the loop's) and each policy,
+rehearsal-video cameras decoded by OpenCV, 320x240 with `max_age_s` 2 s by default: on a shared 2-core
+machine the decoders can fall behind, which is the cameras' problem, not the loop's) and each policy,
 
     tiny          the tiny model (random weights, 112 px, H = 50), local, on the device `auto` picks
-    tiny+300ms    the same, through `evo1 serve` (loopback websocket), answering 300 ms after it is asked
+    tiny+300ms    the same, through `evo1 serve` (loopback websocket), answering no sooner than 300 ms
     circle+300ms  a scripted closed-loop policy (`robots.fakes.policies.Circle`: 2 units per action around a
                   circle in two joints, from the measured pose), answering after 300 ms
 
@@ -56,7 +56,7 @@ def robot_config(robot: str, size: str) -> Any:
     width, height = size.split("x")
     names = {"so100": ("front", "wrist"), "xarm6": ("base", "wrist")}[robot]
     sets = [f"cameras.{c}.{k}={v}" for c in names for k, v in (("width", width), ("height", height))]
-    return load_robot(robot, overrides=[*sets, *(f"cameras.{c}.max_age_s=0.5" for c in names)], fake=True)
+    return load_robot(robot, overrides=[*sets, *(f"cameras.{c}.max_age_s=2" for c in names)], fake=True)
 
 
 def one_run(config: Any, policy: Any, inference: str, seconds: float, start: np.ndarray | None) -> dict:
@@ -101,7 +101,7 @@ def main() -> None:
             "circle+300ms": (Delayed(circle, 0.3), circle.start()),
         }
         for name in args.policies.split(","):
-            policy, start = policies[name]
+            policy, start = policies[name]  # a run ending on time leaves no query in flight: reuse is safe
             for repeat in range(args.repeats):
                 for inference in ("sync", "async") if repeat % 2 == 0 else ("async", "sync"):
                     report = one_run(config, policy, inference, args.seconds, start)

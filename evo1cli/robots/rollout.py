@@ -191,42 +191,49 @@ class _Rollout:
         self.switched = False  # the next action is the first of a new chunk
 
     def run(self, max_seconds: float, max_ticks: int | None) -> Cadence:
-        cadence, safety = self.cadence, self.safety
+        on_time = False
         try:
-            with safety.handle_sigint():
-                if self.ex.asynchronous and not self._start():
-                    return self._end()
-                start = next_tick = self.clock()
-                while self.clock() - start < max_seconds and (max_ticks is None or cadence.ticks < max_ticks):
-                    if self._stopping():
-                        break
-                    t0 = self.clock()
-                    joints, frames, query = self._observe()
-                    cadence.observe_s.append(self.clock() - t0)
-                    if not self._keep_chunks_coming(query):
-                        break
-                    t2 = self.clock()
-                    target = self.queue.pop()
-                    self._measure_step(target)
-                    sent = safety.command(target)
-                    cadence.act_s.append(self.clock() - t2)
-                    if self.recorder is not None and sent is not None:
-                        t3 = self.clock()
-                        self.recorder.add(joints, sent, frames)
-                        cadence.record_s.append(self.clock() - t3)
-                    cadence.ticks += 1
-                    next_tick += self.period
-                    now = self.clock()
-                    if now > next_tick:
-                        cadence.over_budget += 1
-                        if now > next_tick + self.period:  # a whole slot lost: restart the schedule from now
-                            next_tick = now
-                    else:
-                        time.sleep(next_tick - now)
-                cadence.seconds = self.clock() - start
-        finally:
-            self.worker.close()
+            with self.safety.handle_sigint():
+                if not self.ex.asynchronous or self._start():
+                    on_time = self._loop(max_seconds, max_ticks)
+        finally:  # on time: let a query in flight finish, so the policy is free for its next user; else go now
+            self.worker.close(self.ex.infer_timeout_s if on_time else 0.0)
         return self._end()
+
+    def _loop(self, max_seconds: float, max_ticks: int | None) -> bool:
+        """Tick until the time (or tick) budget is spent: True; or until a stop: False."""
+        cadence, safety = self.cadence, self.safety
+        start = next_tick = self.clock()
+        try:
+            while self.clock() - start < max_seconds and (max_ticks is None or cadence.ticks < max_ticks):
+                t0 = self.clock()
+                if self._stopping():
+                    return False
+                joints, frames, query = self._observe()
+                cadence.observe_s.append(self.clock() - t0)
+                if not self._keep_chunks_coming(query):
+                    return False
+                t1 = self.clock()
+                target = self.queue.pop()
+                self._measure_step(target)
+                sent = safety.command(target)
+                cadence.act_s.append(self.clock() - t1)
+                if self.recorder is not None and sent is not None:
+                    t2 = self.clock()
+                    self.recorder.add(joints, sent, frames)
+                    cadence.record_s.append(self.clock() - t2)
+                cadence.ticks += 1
+                next_tick += self.period
+                now = self.clock()
+                if now > next_tick:
+                    cadence.over_budget += 1
+                    if now > next_tick + self.period:  # a whole slot lost: restart the schedule from now
+                        next_tick = now
+                else:
+                    time.sleep(next_tick - now)
+            return True
+        finally:
+            cadence.seconds = self.clock() - start
 
     def _end(self) -> Cadence:
         cadence = self.cadence

@@ -5,8 +5,9 @@
     answer = worker.wait(timeout_s)           # None while it runs; an Answer once; raises what infer raised
     worker.close()
 
-The thread is a daemon: a loop that ends (Ctrl-C, a safety stop) never waits for a query in flight, and
-that query's answer is never read.
+The thread is a daemon: a loop that ends on a stop (Ctrl-C, a safety stop) need not wait for a query in
+flight (`close()`), and that query's answer is never read; a loop that ends on time lets it finish
+(`close(wait_s)`), so the policy (a connection, say) is free for whoever uses it next.
 """
 
 from __future__ import annotations
@@ -68,5 +69,8 @@ class BackgroundQuery:
         assert result is not None
         return result
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 0.0) -> None:
+        """End the thread once the query in flight (if any) is done; wait up to `wait_s` for that."""
         self._requests.put(None)
+        if wait_s > 0:
+            self._thread.join(wait_s)
