@@ -93,7 +93,8 @@ def resolve_checkpoint(
     kind, root = detect(directory)
     if kind == "evo1":
         return root
-    slug = re.sub(r"[^\w.-]+", "-", name.strip("/")).strip("-")[-60:] or "checkpoint"
+    label = name if not Path(name).expanduser().exists() else "-".join(root.resolve().parts[-2:])  # hub id or dir
+    slug = re.sub(r"[^\w.-]+", "-", label).strip("-")[-60:] or "checkpoint"
     target = cache_root() / "imports" / f"{slug}-{_fingerprint(root, backbone)}"
     with _locked(target.with_name(target.name + ".lock")):
         if not is_evo1_checkpoint(target):
