@@ -403,7 +403,7 @@ def test_an_uncached_hub_id_offline_is_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(Evo1Error, match="^test-org/no-such-repo: not in the local Hugging Face cache"):
+    with pytest.raises(Evo1Error, match=r"^test-org/no-such-repo: not in the local Hugging Face cache"):
         resolve_checkpoint("test-org/no-such-repo")
 
 
