@@ -28,7 +28,7 @@ def import_(
         None,
         "--backbone",
         help="Hub id or directory of the backbone's architecture and tokenizer (default: OpenGVLab/InternVL3-1B-hf, "
-        "or the VLM folder a LeRobot checkpoint names). Weights always come from SRC.",
+        "or the VLM folder a LeRobot checkpoint names). The weights always come from the checkpoint.",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (bf16 releases convert exactly)."),
     force: bool = typer.Option(False, "--force", help="Write it even if it fails verification (marked unverified)."),

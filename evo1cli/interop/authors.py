@@ -85,33 +85,18 @@ def _rename(name: str, table: list[tuple[str, str]], forward: bool) -> str | Non
     return None
 
 
-def to_evo1_name(name: str) -> str | None:
-    """An authors' state-dict name -> evo1's (None for a tensor evo1 drops, like a stray lm_head)."""
-    if name.startswith(_DROPPED):
-        return None
+def map_name(name: str, forward: bool) -> str:
+    """An authors' state-dict name -> evo1's if `forward`, else evo1's -> theirs."""
     for theirs, ours in _PREFIXES:
-        if name.startswith(theirs):
-            rest = name[len(theirs) :]
-            if theirs.endswith("vision_model."):
-                mapped = _rename(rest, _VISION, forward=True)
-                if mapped is None:
-                    raise Evo1Error(f"unknown vision tower tensor {name}")
-                rest = mapped
-            return ours + rest
-    raise Evo1Error(f"unexpected tensor {name} (not part of the authors' Evo-1 layout)")
-
-
-def to_authors_name(name: str) -> str:
-    for theirs, ours in _PREFIXES:
-        if name.startswith(ours):
-            rest = name[len(ours) :]
-            if ours.endswith("vision_tower."):
-                mapped = _rename(rest, _VISION, forward=False)
-                if mapped is None:
-                    raise Evo1Error(f"the authors' layout has no place for {name}")
-                rest = mapped
-            return theirs + rest
-    raise Evo1Error(f"the authors' layout has no place for {name}")
+        src, dst = (theirs, ours) if forward else (ours, theirs)
+        if name.startswith(src):
+            rest: str | None = name[len(src) :]
+            if theirs == _PREFIXES[0][0]:  # the vision tower: renamed below the prefix too
+                rest = _rename(rest, _VISION, forward)
+            if rest is not None:
+                return dst + rest
+    where = "the authors' Evo-1 layout" if forward else "evo1's layout"
+    raise Evo1Error(f"unexpected tensor {name} (not part of {where})")
 
 
 def to_evo1_weights(module: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
@@ -120,12 +105,12 @@ def to_evo1_weights(module: dict[str, torch.Tensor], path: Path) -> dict[str, to
     for name, tensor in module.items():
         if not isinstance(tensor, torch.Tensor):
             raise Evo1Error(f"entry {name} is not a tensor", path=path)
+        if name.startswith(_DROPPED):
+            continue
         try:
-            ours = to_evo1_name(name)
+            ours = map_name(name, forward=True)
         except Evo1Error as err:
             raise err.at(path) from None
-        if ours is None:
-            continue
         qkv = _QKV.match(ours)
         if qkv:
             if tensor.shape[0] % 3:
@@ -147,9 +132,9 @@ def to_authors_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
                 continue  # fused with the q_proj entry
             prefix, kind = parts.group(1), parts.group(3)
             fused = torch.cat([state[f"{prefix}{p}.{kind}"] for p in _QKV_PARTS], dim=0)
-            out[to_authors_name(f"{prefix}qkv.{kind}")] = fused
+            out[map_name(f"{prefix}qkv.{kind}", forward=False)] = fused
         else:
-            out[to_authors_name(name)] = tensor
+            out[map_name(name, forward=False)] = tensor
     return out
 
 
