@@ -413,7 +413,7 @@ def test_bench_metaworld_runs_an_imported_release(authors_ckpt, tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(
         [sys.executable, "-m", "evo1cli", "bench", "metaworld", "--checkpoint", str(authors_ckpt),
-         "--tasks", "reach-v3", "--episodes", "1", "--max-steps", "30", "--videos", "0", "--fast-render",
+         "--tasks", "reach-v3", "--episodes", "1", "--max-steps", "15", "--videos", "0", "--fast-render",
          "--out", str(out), "--json"],
         capture_output=True, text=True, env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
     )  # fmt: skip

@@ -115,7 +115,10 @@ def read_lerobot(directory: Path) -> Foreign:
     action = _stats(directory, POSTPROCESSOR, "unnormalizer_processor", ACTION, action_dim)
     stats.add(DEFAULT_DATASET, DEFAULT_DATASET, NormStats(state, action))
 
-    cameras = [k for k, f in raw["input_features"].items() if isinstance(f, dict) and f.get("type") == "VISUAL"]
+    cameras = [  # LeRobot's placeholders for absent cameras (`empty_cameras`) are not cameras
+        k for k, f in raw["input_features"].items()
+        if isinstance(f, dict) and f.get("type") == "VISUAL" and not k.startswith(f"{IMAGES}empty_camera_")
+    ]  # fmt: skip
     notes = [
         f"conventions of LeRobot: {config.num_inference_steps} Euler steps, time index floor(t * 999), "
         f"{normalization} normalisation without clipping",

@@ -59,7 +59,7 @@ def locate(source: str | Path) -> tuple[Path, str]:
     path = Path(text).expanduser()
     if path.exists():
         return path, text
-    if HUB_ID.match(text) and not text.startswith((".", "/")):
+    if HUB_ID.match(text):
         return download(text), text
     raise Evo1Error("no such checkpoint directory (nor a hub id ORG/NAME)", path=text)
 
