@@ -172,10 +172,11 @@ def load_policy_fn(
 ) -> tuple[Any, str, int]:
     """(the policy, its name for the report, its image size) on this process's device: the launched
     group's (one GPU per process) unless --device names one."""
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.runtime.policy import LocalPolicy
 
     placement = choose(str(group.device) if group is not None and device == "auto" else device, dtype)
-    loaded = LocalPolicy.load(checkpoint, placement, embodiment, dataset_key)
+    loaded = LocalPolicy.load(checkpoint_dir(checkpoint), placement, embodiment, dataset_key)
     announce(placement)
     return loaded, str(checkpoint), loaded.image_size
 

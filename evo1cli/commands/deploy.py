@@ -67,6 +67,7 @@ def deploy(
 
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
     from evo1cli.robots.teleop import Recorder, open_robot_dataset
@@ -88,7 +89,8 @@ def deploy(
         policy = replayed = load_replay(str(replay), episode, robot_config)
         steps = max_ticks = len(replayed.actions)
     else:
-        policy = open_policy(checkpoint, server, placement, embodiment, dataset_key, token)
+        source = checkpoint_dir(checkpoint) if checkpoint is not None else None
+        policy = open_policy(source, server, placement, embodiment, dataset_key, token)
         if placement is not None:
             announce(placement)
     execution = Execution(steps, inference, blend, lead)

@@ -35,6 +35,7 @@ def serve(
 
       evo1 serve --checkpoint runs/metaworld --device cuda:1 --dtype bfloat16
     """
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.errors import Evo1Error
     from evo1cli.runtime.policy import LocalPolicy
     from evo1cli.serving.server import ServeOptions, run_server
@@ -42,7 +43,7 @@ def serve(
     if min(max_message_mb, max_batch, ping_interval or 1) <= 0 or max_batch < 1 or batch_window_ms < 0:
         raise Evo1Error("--max-message-mb, --max-batch and --ping-interval must be positive", field="options")
     placement = choose(device, dtype)
-    policy = LocalPolicy.load(checkpoint, placement)
+    policy = LocalPolicy.load(checkpoint_dir(checkpoint), placement)
     options = ServeOptions(
         host=host,
         port=port,
