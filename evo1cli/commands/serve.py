@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from evo1cli.commands.output import console
-from evo1cli.commands.placement import choose, device_option, dtype_option
+from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 
 
 def serve(
@@ -44,6 +44,7 @@ def serve(
         raise Evo1Error("--max-message-mb, --max-batch and --ping-interval must be positive", field="options")
     placement = choose(device, dtype)
     policy = LocalPolicy.load(checkpoint_dir(checkpoint), placement)
+    announce(placement)
     options = ServeOptions(
         host=host,
         port=port,
@@ -60,6 +61,5 @@ def serve(
         console.print(
             f"serving {checkpoint} on ws://{host}:{bound} (health: http://{host}:{bound}/healthz; stats keys: {keys})"
         )
-        console.print(placement.banner())
 
     run_server(policy, options, ready)

@@ -64,10 +64,6 @@ class LocalPolicy:
         return cls(model, embodiment, dataset, placement)
 
     @property
-    def horizon(self) -> int:
-        return self.model.config.horizon
-
-    @property
     def image_size(self) -> int:
         return self.model.config.image_size
 

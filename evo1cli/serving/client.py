@@ -158,10 +158,6 @@ class RemotePolicy:
         self.client = client
         self.embodiment, self.dataset = embodiment, dataset
 
-    @property
-    def horizon(self) -> int | None:
-        return self.client.metadata.get("horizon")
-
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         return [
             np.asarray(
