@@ -346,7 +346,8 @@ def _episode(
         return None
     videos_columns = (f"videos/{k}/{c}" for k in meta.video_keys for c in VIDEO_COLUMNS)
     structural = {*LOCATION_COLUMNS, *META_COLUMNS, *videos_columns}
-    extra = {k: v for k, v in row.items() if k not in structural and not k.startswith("stats/")}
+    # A column holds every episode's value; null stands for a field this episode's metadata lacks.
+    extra = {k: v for k, v in row.items() if k not in structural and not k.startswith("stats/") and v is not None}
     return Episode(index, list(tasks), length, extra, data=data, row=0, videos=videos, meta_file=meta_file)
 
 
