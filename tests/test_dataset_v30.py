@@ -4,7 +4,6 @@ written episode by episode with the same crash safety as v2.1, and trained on li
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -335,51 +334,6 @@ def test_appending_to_a_dataset_lerobots_converter_wrote(tmp_path):
     assert _contents(root)[:2] == before and meta.episodes[2].extra == {"seed": 99}
     assert meta.episodes[2].data == (0, 0) and meta.episodes[2].videos[CORNER2].start == 1.5375
     assert pq.read_schema(meta.data_file(0)).field("action").type.list_size == 4  # now a fixed-size list
-
-
-class Killed(BaseException):
-    """Stands for the process dying: nothing after it runs, no cleanup."""
-
-
-@pytest.mark.parametrize("replaces_before_death", range(7))
-def test_v30_killed_at_every_step_of_a_commit(tmp_path, monkeypatch, replaces_before_death):
-    """A v3.0 commit is 6 os.replace calls (data file, mp4, meta/episodes, tasks, stats, info.json). Die before each
-    (and after the last): the dataset validates (leftovers are warnings), the committed episodes read back the
-    same, and the next writer cleans up and appends."""
-    root = tmp_path / "ds"
-    make_dataset(root, lengths=(6, 5), version=V30)
-    before = _contents(root)
-    writer = DatasetWriter(root, 20, _vectors(), [Camera(CAMERA, 32, 32)])
-    real_replace, calls = os.replace, []
-
-    def dying_replace(src, dst):
-        if len(calls) == replaces_before_death:
-            raise Killed
-        calls.append(dst)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", dying_replace)
-    committed = True
-    try:
-        _record(writer, 2, 7)
-    except Killed:
-        committed = False
-    monkeypatch.setattr(os, "replace", real_replace)
-    assert committed == (replaces_before_death == 6)
-
-    meta, problems = validate(root, decode=True)
-    assert not problems.errors, [str(p) for p in problems.errors]
-    assert len(meta.episodes) == (3 if committed else 2)  # info.json is the commit point
-    assert _contents(root)[:2] == before
-    if 0 < replaces_before_death < 6:
-        assert problems.warnings  # the new rows or frames past the committed ones are named
-
-    writer = DatasetWriter(root, 20, _vectors(), [Camera(CAMERA, 32, 32)])  # recovery, then appending works
-    assert not validate(root)[1].items
-    _record(writer, 3, 4, task="fourth")
-    meta, problems = validate(root, decode=True)
-    assert not problems.items and len(meta.episodes) == (4 if committed else 3)
-    assert _contents(root)[:2] == before
 
 
 # ---------------------------------------------------------------------------------------------- training

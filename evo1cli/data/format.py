@@ -393,20 +393,25 @@ def _read_jsonl(path: Path, problems: Problems) -> list[tuple[int, dict[str, Any
 
 def _load_tasks(root: Path, info: dict[str, Any], problems: Problems) -> dict[int, str]:
     path = root / TASKS_PATH
+    rows = [(f"line {n}", row.get("task_index"), row.get("task")) for n, row in _read_jsonl(path, problems)]
+    return check_tasks(path, rows, info["total_tasks"], problems)
+
+
+def check_tasks(path: Path, rows: list[tuple[str, Any, Any]], total_tasks: int, problems: Problems) -> dict[int, str]:
+    """task_index -> task from (where, task_index, task) rows, each checked; rows past `total_tasks` are ignored."""
     tasks: dict[int, str] = {}
-    for number, row in _read_jsonl(path, problems):
-        index, task = row.get("task_index"), row.get("task")
+    for where, index, task in rows:
         if not is_int(index) or not isinstance(task, str):
-            problems.error(path, f"line {number}", "expected {task_index: int, task: str}")
+            problems.error(path, where, "expected {task_index: int, task: str}")
         elif index in tasks:
-            problems.error(path, f"line {number}", f"task_index {index} listed twice")
-        elif index >= info["total_tasks"]:
-            problems.warn(path, f"line {number}", f"task_index {index} is past total_tasks (an interrupted write)")
+            problems.error(path, where, f"task_index {index} listed twice")
+        elif index >= total_tasks:
+            problems.warn(path, where, f"task_index {index} is past total_tasks (an interrupted write)")
         else:
             tasks[index] = task
-    missing = sorted(set(range(info["total_tasks"])) - set(tasks))
+    missing = sorted(set(range(total_tasks)) - set(tasks))
     if missing:
-        problems.error(path, "task_index", f"total_tasks is {info['total_tasks']} but {few(missing)} are missing")
+        problems.error(path, "task_index", f"total_tasks is {total_tasks} but {few(missing)} are missing")
     return tasks
 
 

@@ -46,6 +46,7 @@ from evo1cli.data.format import (
     Episode,
     Problems,
     VideoSpan,
+    check_tasks,
     few,
     is_int,
 )
@@ -222,20 +223,10 @@ def _load_tasks(root: Path, info: dict[str, Any], problems: Problems) -> dict[in
     for column in ("task_index", name):
         if column not in table.column_names:
             raise Evo1Error("column missing", path=path, field=column if column == "task_index" else "task")
-    tasks: dict[int, str] = {}
-    for number, (index, task) in enumerate(zip(table["task_index"].to_pylist(), table[name].to_pylist(), strict=True)):
-        if not is_int(index) or not isinstance(task, str):
-            problems.error(path, f"row {number}", "expected task_index: int and task: str")
-        elif index in tasks:
-            problems.error(path, "task_index", f"task_index {index} listed twice")
-        elif index >= info["total_tasks"]:
-            problems.warn(path, "task_index", f"task_index {index} is past total_tasks (an interrupted write)")
-        else:
-            tasks[index] = task
-    missing = sorted(set(range(info["total_tasks"])) - set(tasks))
-    if missing:
-        problems.error(path, "task_index", f"total_tasks is {info['total_tasks']} but {few(missing)} are missing")
-    return tasks
+    rows = zip(table["task_index"].to_pylist(), table[name].to_pylist(), strict=True)
+    return check_tasks(
+        path, [(f"row {n}", index, task) for n, (index, task) in enumerate(rows)], info["total_tasks"], problems
+    )
 
 
 def _episode_rows(
