@@ -128,15 +128,16 @@ def _committed(root) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("layout", ["v2.1", "v3.0"])
+@pytest.mark.parametrize("layout, lengths", [("v2.1", (6, 5)), ("v3.0", (6, 5)), ("v3.0", ())])
 @pytest.mark.parametrize("replaces_before_death", range(7))
-def test_killed_at_every_step_of_a_commit(tmp_path, monkeypatch, replaces_before_death, layout):
+def test_killed_at_every_step_of_a_commit(tmp_path, monkeypatch, replaces_before_death, layout, lengths):
     """A commit is 6 os.replace calls (v2.1: parquet, mp4, 3 jsonl, info.json; v3.0: the shared parquet and mp4
     rewritten, meta/episodes, tasks.parquet, stats.json, info.json). Die before each of them (and after the
     last): the dataset validates (leftovers are warnings), the old episodes read back the same, and the next
-    writer cleans up and appends."""
+    writer cleans up and appends (v3.0 also into an empty dataset: the first files are the new episode's)."""
     root = tmp_path / "ds"
-    make_dataset(root, lengths=(6, 5), version=layout)
+    make_dataset(root, lengths=lengths, version=layout)
+    n = len(lengths)
     before = _committed(root)
     writer = _writer(root)
     episode = writer.episode()
@@ -165,8 +166,8 @@ def test_killed_at_every_step_of_a_commit(tmp_path, monkeypatch, replaces_before
 
     meta, problems = validate(root, decode=True)
     assert not problems.errors, [str(p) for p in problems.errors]
-    assert meta.version == layout and len(meta.episodes) == (3 if committed else 2)  # info.json: the commit point
-    assert _committed(root)[:2] == before
+    assert meta.version == layout and len(meta.episodes) == n + committed  # info.json: the commit point
+    assert _committed(root)[:n] == before
     if 0 < replaces_before_death < 6:
         assert problems.warnings  # what the unfinished episode left is named
 
@@ -180,6 +181,6 @@ def test_killed_at_every_step_of_a_commit(tmp_path, monkeypatch, replaces_before
         )
         episode.commit()
     meta, problems = validate(root, decode=True)
-    assert not problems.items and len(meta.episodes) == (4 if committed else 3)
+    assert not problems.items and len(meta.episodes) == n + committed + 1
     assert json.loads((root / "meta/info.json").read_text())["total_episodes"] == len(meta.episodes)
-    assert _committed(root)[:2] == before
+    assert _committed(root)[:n] == before

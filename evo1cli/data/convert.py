@@ -189,7 +189,7 @@ def _places(groups: list[list[int]], meta: DatasetMeta) -> list[tuple[tuple[int,
     places, place = [], (0, 0)
     for group in groups:
         places.append((place, group))
-        place = v30.next_file(*place, int(meta.info["chunks_size"]))
+        place = v30.next_file(place, int(meta.info["chunks_size"]))
     return places
 
 

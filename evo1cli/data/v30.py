@@ -70,9 +70,22 @@ META_COLUMNS = ("meta/episodes/chunk_index", "meta/episodes/file_index")
 VIDEO_COLUMNS = ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
 
 
-def next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
-    """The (chunk, file) after (chunk, file), as LeRobot's `update_chunk_file_indices`."""
+def next_file(place: tuple[int, int] | None, chunks_size: int) -> tuple[int, int]:
+    """The (chunk, file) after `place` (the first, (0, 0), after None), as LeRobot's `update_chunk_file_indices`."""
+    if place is None:
+        return (0, 0)
+    chunk, file = place
     return (chunk + 1, 0) if file == chunks_size - 1 else (chunk, file + 1)
+
+
+def files_after(meta: DatasetMeta) -> list[Path]:
+    """The data file and mp4s the next episode would start: leftovers of an interrupted write where they exist."""
+    size, last = int(meta.info["chunks_size"]), meta.episodes[-1] if meta.episodes else None
+    paths = [meta.root / meta.data_path(*next_file(last.data if last else None, size))]
+    for key in meta.video_keys:
+        place = (last.videos[key].chunk, last.videos[key].file) if last else None
+        paths.append(meta.root / meta.video_path(key, *next_file(place, size)))
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------- info.json
@@ -405,9 +418,13 @@ def write_meta(meta: DatasetMeta) -> None:
         atomic_write_bytes(root / V30_EPISODES_PATH.format(chunk_index=chunk, file_index=file), parquet_bytes(table))
     if meta.tasks:
         atomic_write_bytes(root / V30_TASKS_PATH, parquet_bytes(tasks_table(meta.tasks)))
+    else:
+        (root / V30_TASKS_PATH).unlink(missing_ok=True)  # an interrupted first episode's
     if meta.episodes:
         stats = aggregate_stats([meta.episodes_stats[ep.index] for ep in meta.episodes])
         atomic_write_text(root / V30_STATS_PATH, json.dumps(stats, indent=4) + "\n")
+    else:
+        (root / V30_STATS_PATH).unlink(missing_ok=True)
     info["total_episodes"] = len(meta.episodes)
     info["total_frames"] = meta.total_frames
     info["total_tasks"] = len(meta.tasks)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from evo1cli.data.format import STAGING_DIR, TIMESTAMP_TOLERANCE_S, V30, DatasetMeta, Problems, load_meta
 from evo1cli.data.reader import read_episode
-from evo1cli.data.v30 import next_file
+from evo1cli.data.v30 import files_after
 from evo1cli.data.video import packet_times, probe
 from evo1cli.errors import Evo1Error
 
@@ -100,24 +100,20 @@ def _check_leftovers(meta: DatasetMeta, videos: dict[Path, _Video | None], probl
             if number.isdigit() and int(number) >= n:
                 problems.warn(file, None, f"not a committed episode ({unfinished})")
         return
+    for path in files_after(meta):
+        if path.exists():
+            problems.warn(path, None, f"holds no committed episode ({unfinished})")
     if not meta.episodes:
         return
-    last, size = meta.episodes[-1], int(meta.info["chunks_size"])
-    path = meta.data_file(n - 1)
+    path, last = meta.data_file(n - 1), meta.episodes[-1]
     rows = sum(ep.length for ep in meta.episodes if ep.data == last.data)
     if path.is_file() and _rows(path) > rows:
         problems.warn(path, None, f"has rows past the committed episodes ({unfinished})")
-    after = meta.root / meta.data_path(*next_file(*last.data, size))
-    if after.exists():
-        problems.warn(after, None, f"holds no committed episode ({unfinished})")
     for key in meta.video_keys:
-        path, span = meta.video_file(key, n - 1), last.videos[key]
+        path = meta.video_file(key, n - 1)
         video = videos.get(path)
         if video is not None and video.end > video.committed_end(meta, key) + 1e-3:
             problems.warn(path, None, f"has frames past the committed episodes ({unfinished})")
-        after = meta.root / meta.video_path(key, *next_file(span.chunk, span.file, size))
-        if after.exists():
-            problems.warn(after, None, f"holds no committed episode ({unfinished})")
 
 
 def _rows(path: Path) -> int:

@@ -45,7 +45,7 @@ from evo1cli.data.format import (
     video_feature,
     write_meta_v21,
 )
-from evo1cli.data.reader import read_table
+from evo1cli.data.reader import read_episode, read_table
 from evo1cli.data.video import CODEC, VideoWriter, concat_videos, packet_times, probe, video_duration
 from evo1cli.errors import Evo1Error
 
@@ -236,18 +236,15 @@ class DatasetWriter:
                         file.unlink()
             write_meta(meta)  # drops lines that info.json's totals do not cover
             return
-        size = int(meta.info["chunks_size"])
         last = meta.episodes[-1] if meta.episodes else None
-        data = next_place(last.data if last else None, size)
-        (self.root / meta.data_path(*data)).unlink(missing_ok=True)
-        for key in meta.video_keys:
-            place = next_place((last.videos[key].chunk, last.videos[key].file) if last else None, size)
-            (self.root / meta.video_path(key, *place)).unlink(missing_ok=True)
+        for path in v30.files_after(meta):
+            path.unlink(missing_ok=True)
         listed = {ep.meta_file for ep in meta.episodes}
         for file in self.root.glob(v30.EPISODES_GLOB):
             if v30.file_place(file) not in listed:
                 file.unlink()
         if last is not None:
+            read_episode(meta, n - 1)  # the file new rows join must be sound: else an error naming it, here
             staging = self.root / STAGING_DIR
             staging.mkdir()
             path, rows = meta.data_file(n - 1), _rows_in_file(meta, n - 1)
@@ -288,7 +285,7 @@ class DatasetWriter:
             episode.data, episode.row = last.data, _rows_in_file(meta, len(meta.episodes) - 1)
             tables = [_episode_rows(meta, i, tables[0].schema) for i in _episodes_in_file(meta, last.data)] + tables
         else:
-            episode.data, episode.row = next_place(last.data if last else None, size), 0
+            episode.data, episode.row = v30.next_file(last.data if last else None, size), 0
         write_tables(staged.with_name("data.parquet"), tables)
         moves = [(staged.with_name("data.parquet"), meta.root / meta.data_path(*episode.data))]
         limit = float(meta.info.get("video_files_size_in_mb", v30.VIDEO_FILE_MB)) * 2**20
@@ -303,18 +300,13 @@ class DatasetWriter:
                     episode.videos[key] = VideoSpan(span.chunk, span.file, start, end)
                     moves.append((joined, old))
                     continue
-            place = next_place((last.videos[key].chunk, last.videos[key].file) if last else None, size)
+            place = v30.next_file((last.videos[key].chunk, last.videos[key].file) if last else None, size)
             episode.videos[key] = VideoSpan(*place, 0.0, video_duration(new))
             moves.append((new, meta.root / meta.video_path(key, *place)))
         episode.meta_file = last.meta_file if last else (0, 0)
         for source, target in moves:
             target.parent.mkdir(parents=True, exist_ok=True)
             source.replace(target)
-
-
-def next_place(place: tuple[int, int] | None, chunks_size: int) -> tuple[int, int]:
-    """The (chunk, file) a new file takes after `place` (the first file when None)."""
-    return (0, 0) if place is None else v30.next_file(*place, chunks_size)
 
 
 def _episodes_in_file(meta: DatasetMeta, place: tuple[int, int]) -> list[int]:
