@@ -237,11 +237,14 @@ class _OpenVideo:
         self.frame_time = 1.0 / float(self.stream.average_rate or self.stream.base_rate)
         self.iterator: Any = None
         self.last_time = -1.0  # time of the last decoded frame
+        self.last: Any = None  # that frame, while decoding stands there
 
     def frame_at(self, timestamp: float, tolerance: float) -> np.ndarray:
-        # Continue forward if the target is at most a GOP ahead of where decoding stands; else seek.
         ahead = timestamp - self.last_time
-        if self.iterator is None or not (0 < ahead <= (GOP + 0.5) * self.frame_time):
+        if self.last is not None and abs(ahead) <= tolerance:  # the frame just decoded (a float32 timestamp
+            return self.last.to_ndarray(format="rgb24")  # may lie a hair after it: not the next one)
+        # Continue forward if the target is past the last frame by at most a GOP; else seek.
+        if self.iterator is None or not (tolerance < ahead <= (GOP + 0.5) * self.frame_time):
             pts = round(timestamp / self.time_base)
             self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
             self.iterator = self.container.decode(self.stream)
@@ -253,9 +256,10 @@ class _OpenVideo:
                 closest = frame
                 break
         if closest is None or abs(self.last_time - timestamp) > tolerance:
-            self.iterator = None
+            self.iterator = self.last = None
             got = "no frame" if closest is None else f"the nearest frame is at {self.last_time:.4f} s"
             raise Evo1Error(f"no frame at {timestamp:.4f} s ({got})", path=self.container.name)
+        self.last = closest
         return closest.to_ndarray(format="rgb24")
 
     def close(self) -> None:
