@@ -336,6 +336,15 @@ def test_appending_to_a_dataset_lerobots_converter_wrote(tmp_path):
     assert pq.read_schema(meta.data_file(0)).field("action").type.list_size == 4  # now a fixed-size list
 
 
+def test_tasks_parquet_reads_back_in_pandas_as_lerobot_reads_it(tmp_path):
+    pd = pytest.importorskip("pandas")  # LeRobot's load_tasks: pd.read_parquet, the task string as the index
+    make_dataset(tmp_path / "ds", lengths=(3, 2), version=V30)
+    tasks = pd.read_parquet(tmp_path / "ds/meta/tasks.parquet")
+    lerobots = pd.read_parquet(NATIVE / "meta/tasks.parquet")
+    assert tasks.index.name == lerobots.index.name == "task" and list(tasks.columns) == list(lerobots.columns)
+    assert tasks.loc["push the puck", "task_index"] == 1 and tasks.index.tolist() == ["reach the goal", "push the puck"]
+
+
 # ---------------------------------------------------------------------------------------------- training
 def test_the_same_windows_from_a_v30_dataset_and_its_v21_twin(tmp_path):
     make_dataset(tmp_path / "v21", lengths=(14, 11, 9), cameras=(CAMERA, WRIST))
