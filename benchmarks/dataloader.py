@@ -14,7 +14,14 @@ steps (head only, batch 8, tiny at 112 px) run with a DataLoader of 2 workers, a
 spends blocked in `next(loader)` is measured over the first epoch and over later steps (by then the
 workers' frame caches hold the resized frames).
 
+Last, the two LeRobot layouts of the same data: the dataset and its `evo1 dataset convert` to the other
+layout (v3.0, where the episodes share one parquet and one mp4 per camera and a frame is read at the
+episode's span start + t), the same random windows from each, in interleaved rounds (no augmentation, no
+frame cache: the reading alone), timed by wall clock and by the process's CPU time (on a shared machine
+the wall clock mostly measures the neighbours); the ratio v3.0 / v2.1 is printed last.
+
     python benchmarks/dataloader.py [--dataset DIR] [--samples 200] [--baseline-samples 24]
+    python benchmarks/dataloader.py --dataset DIR --layouts-only [--rounds 5]
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import numpy as np
 import torch
 
 from evo1cli.data.augment import Augmentation
-from evo1cli.data.format import load_meta
+from evo1cli.data.convert import convert_dataset
+from evo1cli.data.format import V21, V30, load_meta
 from evo1cli.data.loader import DataSource, WindowDataset, collate
 from evo1cli.data.video import read_frame_from_start
 from evo1cli.model.config import Evo1Config
@@ -97,6 +105,37 @@ def data_wait(dataset_dir: Path, steps: int, workers: int) -> tuple[float, float
     return step, first_epoch, later
 
 
+def layouts(root: Path, samples: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Windows per second on the dataset in each layout, by wall clock and by this process's CPU time (the fair
+    measure on a shared machine), each the median over `rounds` interleaved rounds; and the medians of the
+    per-round ratios v3.0 / v2.1."""
+    version = load_meta(root).version
+    other = root.parent / f"{root.name}-{V30 if version == V21 else V21}"
+    if not other.exists():
+        print(f"converting {root} to {other} ...", flush=True)
+        convert_dataset(root, other, V30 if version == V21 else V21)
+    paths = {version: root, load_meta(other).version: other}
+    windows = {
+        name: WindowDataset([DataSource(path, "metaworld")], horizon=50, image_size=448, cache_bytes=0)
+        for name, path in paths.items()
+    }
+    rng = np.random.default_rng(1)
+    rates: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in paths}
+    for r in range(rounds):
+        indices = rng.integers(0, len(windows[V21]), samples).tolist()
+        for name in sorted(paths, reverse=r % 2 == 1):  # alternate which layout goes first
+            dataset = windows[name]
+            dataset[indices[0]]  # open the first decoder outside the clock
+            wall, cpu = time.perf_counter(), time.process_time()
+            for i in indices:
+                dataset[i]
+            rates[name]["wall"].append(samples / (time.perf_counter() - wall))
+            rates[name]["cpu"].append(samples / (time.process_time() - cpu))
+    out = {name: {k: float(np.median(v)) for k, v in by.items()} for name, by in rates.items()}
+    out["ratio"] = {k: float(np.median(np.divide(rates[V30][k], rates[V21][k]))) for k in ("wall", "cpu")}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, help="A dataset from an earlier run (default: collect one).")
@@ -105,6 +144,8 @@ def main() -> None:
     parser.add_argument("--baseline-samples", type=int, default=24)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds of the layout comparison.")
+    parser.add_argument("--layouts-only", action="store_true", help="Only compare the v2.1 and v3.0 layouts.")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -114,11 +155,22 @@ def main() -> None:
         collect(root, args.episodes)
     meta = load_meta(root)
     print(f"dataset: {root}: {len(meta.episodes)} episodes x {[e.length for e in meta.episodes]} frames, "
-          f"cameras {meta.video_keys}")  # fmt: skip
+          f"cameras {meta.video_keys}, LeRobot {meta.version}")  # fmt: skip
+    if not args.layouts_only:
+        compare_with_baseline(root, meta.total_frames, args)
+    rates = layouts(root, args.samples, args.rounds)
+    for clock in ("wall", "cpu"):
+        print(f"random access, no augmentation, {clock} clock, median of {args.rounds} interleaved rounds: "
+              f"v2.1 {rates[V21][clock]:.1f}, v3.0 {rates[V30][clock]:.1f} samples/s")  # fmt: skip
+    print(f"ratio v3.0 / v2.1 layout, training loader reading (median of per-round ratios): "
+          f"{rates['ratio']['cpu']:.3f} by CPU time, {rates['ratio']['wall']:.3f} by wall clock")  # fmt: skip
 
+
+def compare_with_baseline(root: Path, total_frames: int, args: argparse.Namespace) -> None:
+    """Random access against decoding from the start, then the data wait of a tiny stage-1 run."""
     rng = np.random.default_rng(0)
-    ours_idx = rng.integers(0, meta.total_frames, args.samples).tolist()
-    base_idx = rng.integers(0, meta.total_frames, args.baseline_samples).tolist()
+    ours_idx = rng.integers(0, total_frames, args.samples).tolist()
+    base_idx = rng.integers(0, total_frames, args.baseline_samples).tolist()
     rates = {}
     for augment in (False, True):
         for name, reader, indices in (("random access", None, ours_idx), ("from start", FromStartReader(), base_idx)):

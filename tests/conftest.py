@@ -70,9 +70,10 @@ def make_dataset(
     fps: int = 20,
     tasks=("reach the goal", "push the puck"),
     seed: int = 0,
+    version: str | None = None,
 ):
-    """A small dataset written by evo1's writer: state[t] = episode*100 + t + dim/10 (+ noise-free),
-    action[t] = -state[t][:action_dim]; each camera frame is a flat grey of `frame_value`."""
+    """A small dataset written by evo1's writer (v2.1 unless `version`): state[t] = episode*100 + t + dim/10
+    (+ noise-free), action[t] = -state[t][:action_dim]; each camera frame is a flat grey of `frame_value`."""
     from evo1cli.data.format import vector_feature
     from evo1cli.data.writer import Camera, DatasetWriter
 
@@ -82,6 +83,7 @@ def make_dataset(
         {"observation.state": vector_feature(state_dim), "action": vector_feature(action_dim)},
         [Camera(key, size, size) for key in cameras],
         robot_type="test",
+        version=version,
     )
     first = len(writer.meta.episodes)
     for e, n in enumerate(lengths, start=first):

@@ -72,7 +72,7 @@ def test_init_inspect_predict(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_bad_inputs_get_one_line_errors(checkpoint, tmp_path):
-    assert_clean_error(evo1("model", "inspect", str(tmp_path / "missing")), "not a checkpoint directory")
+    assert_clean_error(evo1("model", "inspect", str(tmp_path / "missing")), "no such checkpoint directory")
     base = ["model", "predict", str(checkpoint), "--prompt", "x"]
     assert_clean_error(evo1(*base, "--state", "1,2,three"), "--state")
     assert_clean_error(evo1(*base, "--state", "1,2,3"), "observations[0].state", "expected 8 values")

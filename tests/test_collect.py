@@ -18,8 +18,10 @@ from evo1cli.data.format import load_meta
 from evo1cli.data.loader import DataSource, WindowDataset, collate
 from evo1cli.data.reader import read_episode
 from evo1cli.data.validate import validate
+from evo1cli.data.video import FrameReader
 
 pytestmark = pytest.mark.slow
+CORNER2 = "observation.images.corner2"
 
 
 def evo1_args(*args: str) -> list[str]:
@@ -92,8 +94,20 @@ def test_collected_dataset_trains_through_the_loader(collected, tiny_config):
 
 
 def _committed_files(root: Path, episodes: int) -> dict[str, str]:
+    """v2.1: the sha256 of each committed episode's own files (they never change once committed); v3.0, where
+    episodes share files that each commit rewrites: of each committed episode's rows and decoded frames."""
+    meta = load_meta(root)
     files = {}
     for e in range(episodes):
+        if meta.version == "v3.0":
+            table = read_episode(meta, e)
+            reader, span = FrameReader(), meta.episodes[e].videos[CORNER2]
+            pixels = b"".join(
+                reader.read(meta.video_file(CORNER2, e), span.start + t).tobytes() for t in table.timestamp
+            )
+            for name, data in (("table", table.state.tobytes() + table.action.tobytes()), ("frames", pixels)):
+                files[f"{e}/{name}"] = hashlib.sha256(data).hexdigest()
+            continue
         for path in [root / f"data/chunk-000/episode_{e:06d}.parquet", *root.glob(f"videos/*/*/episode_{e:06d}.mp4")]:
             files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return files
@@ -106,12 +120,15 @@ def _episodes(root: Path) -> int:
         return 0
 
 
-def test_kill_9_during_collection_loses_only_the_unfinished_episode(tmp_path):
+@pytest.mark.parametrize("layout, attempts", [("v2.1", 3), ("v3.0", 2)])
+def test_kill_9_during_collection_loses_only_the_unfinished_episode(tmp_path, layout, attempts):
     out = tmp_path / "reach"
     rng = np.random.default_rng(0)
     committed: dict[str, str] = {}
-    for attempt in range(3):
-        process = subprocess.Popen(collect_args(out, 30), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for attempt in range(attempts):
+        process = subprocess.Popen(
+            collect_args(out, 30, "--format", layout), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         start, before = time.monotonic(), _episodes(out)
         while _episodes(out) < before + 1 and time.monotonic() - start < 120:
             time.sleep(0.05)
@@ -120,7 +137,7 @@ def test_kill_9_during_collection_loses_only_the_unfinished_episode(tmp_path):
         process.wait()
         meta, problems = validate(out, decode=True)
         assert not problems.errors, (attempt, [str(p) for p in problems.errors])
-        assert len(meta.episodes) >= before + 1
+        assert len(meta.episodes) >= before + 1 and meta.version == layout
         now = _committed_files(out, len(meta.episodes))
         assert {k: now[k] for k in committed} == committed  # finished episodes are untouched
         committed = now
@@ -130,6 +147,10 @@ def test_kill_9_during_collection_loses_only_the_unfinished_episode(tmp_path):
     meta, problems = validate(out, decode=True)
     assert not problems.items and len(meta.episodes) == total + 1  # the next collect appends
     assert _committed_files(out, total) == committed
+    if layout == "v3.0":
+        assert len({ep.data for ep in meta.episodes}) == 1  # all in one shared file
+        refused = subprocess.run(collect_args(out, 1, "--format", "v2.1"), capture_output=True, text=True)
+        assert refused.returncode == 1 and "is a LeRobot v3.0 dataset, not v2.1" in refused.stderr
 
 
 def test_ctrl_c_keeps_finished_episodes(tmp_path):

@@ -1,7 +1,8 @@
 """A corpus of malformed datasets: each gets a clear error naming the file, no traceback, nothing written.
 
 Every case starts from a copy of one valid dataset written by evo1's writer (`make_dataset`: episode 0 has
-12 frames, episode 1 has 9, one 32x32 camera at 20 fps) and breaks one thing, almost always in episode 1.
+12 frames, episode 1 has 9, one 32x32 camera at 20 fps), in the v2.1 layout or (the v3.0 cases) in the v3.0
+layout, where both episodes share one parquet and one mp4, and breaks one thing, almost always in episode 1.
 For each case:
   - `validate` reports an error whose file is the broken one and whose message says what is wrong,
   - nothing in the dataset changes (every file is hashed before and after),
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CAMERA, frame_value, make_dataset
 
-from evo1cli.data.format import ACTION, EVO1_STATS_PATH, STATE, load_meta
+from evo1cli.data.format import ACTION, EVO1_STATS_PATH, STATE, V21, V30, load_meta
 from evo1cli.data.loader import DataSource, WindowDataset
 from evo1cli.data.pad import pad_dataset
 from evo1cli.data.reader import column
@@ -43,6 +44,12 @@ EPISODES = "meta/episodes.jsonl"
 EPISODES_STATS = "meta/episodes_stats.jsonl"
 EP1 = "data/chunk-000/episode_000001.parquet"
 VID1 = f"videos/chunk-000/{CAMERA}/episode_000001.mp4"
+# v3.0: both episodes in one file each
+V30_EPISODES = "meta/episodes/chunk-000/file-000.parquet"
+V30_TASKS = "meta/tasks.parquet"
+V30_DATA = "data/chunk-000/file-000.parquet"
+V30_VID = f"videos/{CAMERA}/chunk-000/file-000.mp4"
+VIDEO = f"videos/{CAMERA}"  # the prefix of an episode's video columns in meta/episodes
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -161,6 +168,29 @@ def add_leftovers(root: Path) -> None:
     edit_jsonl(root, EPISODES_STATS, lambda rows: rows.append({**rows[1], "episode_index": 2}))
 
 
+def edit_episodes(root: Path, change: Callable[[list[dict]], object], drop: tuple[str, ...] = ()) -> None:
+    """Change the rows of a v3.0 dataset's meta/episodes file (or drop columns), keeping the column types."""
+    path = root / V30_EPISODES
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    change(rows)
+    table = pa.Table.from_pylist(rows, schema=table.schema)
+    pq.write_table(table.drop_columns([c for c in table.column_names if c in drop or c.startswith(drop)]), path)
+
+
+def shift_span(root: Path, start: float, end: float) -> None:
+    edit_episodes(root, lambda rows: rows[1].update({f"{VIDEO}/from_timestamp": start, f"{VIDEO}/to_timestamp": end}))
+
+
+def keep_rows(root: Path, count: int) -> None:
+    path = root / V30_DATA
+    pq.write_table(pq.read_table(path).slice(0, count), path)
+
+
+def v21_file_mixed_in(root: Path) -> None:
+    (root / "meta/episodes.jsonl").write_text('{"episode_index": 0, "tasks": ["reach the goal"], "length": 12}\n')
+
+
 # ---------------------------------------------------------------------------------------------- the corpus
 @dataclass(frozen=True)
 class Case:
@@ -171,6 +201,7 @@ class Case:
     field: str | None = None  # the field validate must name, where it names one
     sample: tuple[int, int] | None = None  # a video case: (episode, frame) whose window fails to load
     stats_reads_it: bool = True  # the stats read this part (they ignore the global `index` column)
+    version: str = V21  # the layout of the dataset it breaks
 
     @property
     def video(self) -> bool:
@@ -183,10 +214,10 @@ CASES = [
     Case("info-not-json", lambda r: (r / INFO).write_text('{"codebase_version": "v2.1",'), INFO, "not valid JSON"),
     Case("info-not-object", lambda r: (r / INFO).write_text("[1, 2]"), INFO, "expected a JSON object"),
     Case(
-        "version-v3.0",
-        lambda r: edit_info(r, lambda i: i.update(codebase_version="v3.0")),
+        "version-v3.1",
+        lambda r: edit_info(r, lambda i: i.update(codebase_version="v3.1")),
         INFO,
-        "v3.0",
+        "evo1 reads LeRobot v2.1 (LeRobot 0.3.x) and v3.0",
         "codebase_version",
     ),
     Case(
@@ -398,6 +429,140 @@ CASES = [
         sample=(1, 1),
     ),
 ]
+V30_CASES = [
+    Case(
+        "v30-episodes-file-missing",
+        lambda r: (r / V30_EPISODES).unlink(),
+        V30_EPISODES,
+        "file not found (info.json lists 2 episodes)",
+    ),
+    Case(
+        "v30-episodes-file-truncated", lambda r: truncate(r / V30_EPISODES), V30_EPISODES, "not a readable parquet file"
+    ),
+    Case("v30-tasks-missing", lambda r: (r / V30_TASKS).unlink(), V30_TASKS, "file not found"),
+    Case(
+        "v30-video-column-missing",
+        lambda r: edit_episodes(r, lambda rows: None, drop=(f"{VIDEO}/to_timestamp",)),
+        V30_EPISODES,
+        "column missing",
+        f"{VIDEO}/to_timestamp",
+    ),
+    Case(
+        "v30-stats-missing",
+        lambda r: edit_episodes(r, lambda rows: None, drop=("stats/",)),
+        V30_EPISODES,
+        "has no stats",
+        "stats",
+    ),
+    Case(
+        "v30-span-past-the-video",
+        lambda r: shift_span(r, 1.6, 2.05),  # the file is 1.05 s long
+        V30_VID,
+        "episode 1's span [1.6000, 2.0500) s runs past the video's end (1.0500 s)",
+        sample=(1, 0),
+    ),
+    Case(
+        "v30-spans-overlap",
+        lambda r: shift_span(r, 0.5, 0.95),
+        V30_EPISODES,
+        "episode 1's span starts at 0.5000 s, inside episode 0's (ends at 0.6000 s)",
+        f"{VIDEO}/from_timestamp",
+    ),
+    Case(
+        "v30-span-too-short",
+        lambda r: shift_span(r, 0.6, 0.8),
+        V30_EPISODES,
+        "its 9 frames at 20 fps take 0.4500 s",
+        f"{VIDEO}/to_timestamp",
+    ),
+    Case(
+        "v30-video-short",
+        lambda r: encode(r, frames=17, rel=V30_VID),
+        V30_VID,
+        "episode 1's span [0.6000, 1.0500) s runs past the video's end (0.8500 s)",
+        sample=(1, 8),
+    ),
+    Case(
+        "v30-video-half-the-frame-rate",
+        lambda r: encode(r, frames=11, fps=10, rel=V30_VID),
+        V30_VID,
+        "episode 1's span [0.6000, 1.0500) s holds 5 frames, the episode has 9",
+        sample=(1, 1),
+    ),
+    Case(
+        "v30-data-file-index-out-of-range",
+        lambda r: edit_episodes(r, lambda rows: rows[1].update({"data/file_index": 1000})),
+        V30_EPISODES,
+        "file index 1000 is out of range (chunks_size is 1000)",
+        "data/file_index",
+    ),
+    Case(
+        "v30-data-file-missing",
+        lambda r: edit_episodes(r, lambda rows: rows[1].update({"data/file_index": 1})),
+        "data/chunk-000/file-001.parquet",
+        "file not found (episode 1 is listed in meta/episodes/chunk-000/file-000.parquet)",
+    ),
+    Case(
+        "v30-rows-past-the-file",
+        lambda r: keep_rows(r, 18),
+        V30_DATA,
+        "has 18 rows; episode 1 needs rows 12 to 20",
+    ),
+    Case(
+        "v30-total-frames",
+        lambda r: edit_info(r, lambda i: i.update(total_frames=99)),
+        INFO,
+        "is 99, the episodes hold 21",
+        "total_frames",
+    ),
+    Case(
+        "v30-total-episodes",
+        lambda r: edit_info(r, lambda i: i.update(total_episodes=3)),
+        V30_EPISODES,
+        "total_episodes is 3 but 2 missing",
+        "episode_index",
+    ),
+    Case(
+        "v30-index-range-not-its-length",
+        lambda r: edit_episodes(r, lambda rows: rows[1].update(dataset_to_index=22)),
+        V30_EPISODES,
+        "episode 1: [12, 22) holds 10 frames, its length is 9",
+        "dataset_to_index",
+    ),
+    Case(
+        "v30-index-ranges-not-contiguous",
+        lambda r: edit_episodes(r, lambda rows: rows[1].update(dataset_from_index=13, dataset_to_index=22)),
+        V30_EPISODES,
+        "episode 1 starts at index 13, the episodes before it end at 12",
+        "dataset_from_index",
+    ),
+    Case(
+        "v30-index-column-restarts",
+        lambda r: rewrite_parquet(r, {"index": np.r_[np.arange(12), np.arange(9)]}, rel=V30_DATA),
+        V30_DATA,
+        "is not 12, 13, ... (the global frame index) (episode 1, rows 12..)",
+        "index",
+        stats_reads_it=False,
+    ),
+    Case(
+        "v30-episode-task-unknown",
+        lambda r: edit_episodes(r, lambda rows: rows[1].update(tasks=["dance"])),
+        V30_EPISODES,
+        "episode 1: 'dance' is not in meta/tasks.parquet",
+        "tasks",
+    ),
+    Case(
+        "v30-v21-metadata-mixed-in", v21_file_mixed_in, "meta/episodes.jsonl", "a LeRobot v2.1 file in a v3.0 dataset"
+    ),
+    Case(
+        "v30-v21-table-mixed-in",
+        lambda r: shutil.copyfile(r / V30_DATA, r / "data/chunk-000/episode_000000.parquet"),
+        "data/chunk-000/episode_000000.parquet",
+        "a LeRobot v2.1 file in a v3.0 dataset",
+    ),
+]
+V30_CASES = [Case(**{**vars(case), "version": V30}) for case in V30_CASES]
+CASES += V30_CASES
 BY_ID = {case.id: case for case in CASES}
 
 
@@ -414,6 +579,14 @@ def template(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus") / "valid"
     make_dataset(root, lengths=LENGTHS)
     return root
+
+
+@pytest.fixture(scope="session")
+def templates(template, tmp_path_factory) -> dict[str, Path]:
+    """The valid dataset in each layout."""
+    root = tmp_path_factory.mktemp("corpus") / "valid-v30"
+    make_dataset(root, lengths=LENGTHS, version=V30)
+    return {V21: template, V30: root}
 
 
 @pytest.fixture
@@ -435,13 +608,14 @@ def corrupt(template: Path, tmp_path: Path, case: Case) -> Path:
 
 def test_the_corpus_is_broad():
     assert len(CASES) >= 20 and len(BY_ID) == len(CASES)
-    assert {c.file for c in CASES} == {INFO, TASKS, EPISODES, EPISODES_STATS, EP1, VID1}
+    assert {c.file for c in CASES if c.version == V21} == {INFO, TASKS, EPISODES, EPISODES_STATS, EP1, VID1}
+    assert {c.file for c in V30_CASES} >= {INFO, V30_TASKS, V30_EPISODES, V30_DATA, V30_VID}
 
 
 # ---------------------------------------------------------------------------------------------- validate
 @pytest.mark.parametrize("case", params(CASES))
-def test_validate_names_the_file_and_changes_nothing(case, template, tmp_path):
-    root = corrupt(template, tmp_path, case)
+def test_validate_names_the_file_and_changes_nothing(case, templates, tmp_path):
+    root = corrupt(templates[case.version], tmp_path, case)
     before = snapshot(root)
     _, problems = validate(root)
     assert snapshot(root) == before
@@ -453,8 +627,8 @@ def test_validate_names_the_file_and_changes_nothing(case, template, tmp_path):
 
 
 @pytest.mark.parametrize("case", params([c for c in CASES if c.video]))
-def test_validate_decode_names_the_video(case, template, tmp_path):
-    root = corrupt(template, tmp_path, case)
+def test_validate_decode_names_the_video(case, templates, tmp_path):
+    root = corrupt(templates[case.version], tmp_path, case)
     before = snapshot(root)
     _, problems = validate(root, decode=True)
     assert snapshot(root) == before
@@ -481,8 +655,8 @@ def assert_names(err: pytest.ExceptionInfo[Evo1Error], root: Path, case: Case) -
 
 
 @pytest.mark.parametrize("case", params(CASES))
-def test_training_windows_refuse_it(case, template, tmp_path):
-    root = corrupt(template, tmp_path, case)
+def test_training_windows_refuse_it(case, templates, tmp_path):
+    root = corrupt(templates[case.version], tmp_path, case)
     before = snapshot(root)
     source = DataSource(root, "test")
     if case.video:  # tables load up front; videos are read per window
@@ -498,8 +672,8 @@ def test_training_windows_refuse_it(case, template, tmp_path):
 
 
 @pytest.mark.parametrize("case", params([c for c in CASES if not c.video and c.stats_reads_it]))
-def test_stats_refuse_it(case, template, tmp_path):
-    root = corrupt(template, tmp_path, case)
+def test_stats_refuse_it(case, templates, tmp_path):
+    root = corrupt(templates[case.version], tmp_path, case)
     before = snapshot(root)
     with pytest.raises(Evo1Error) as err:
         dataset_stats(load_meta(root))
@@ -508,8 +682,8 @@ def test_stats_refuse_it(case, template, tmp_path):
 
 
 @pytest.mark.parametrize("case", params([c for c in CASES if not c.video]))
-def test_pad_refuses_it_and_writes_nothing(case, template, tmp_path):
-    root = corrupt(template, tmp_path, case)
+def test_pad_refuses_it_and_writes_nothing(case, templates, tmp_path):
+    root = corrupt(templates[case.version], tmp_path, case)
     before = snapshot(root)
     out = tmp_path / "padded"
     with pytest.raises(Evo1Error) as err:
@@ -566,13 +740,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, path: Path) -> No
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.stderr
 
 
-CLI_CASES = ["parquet-missing", "version-v3.0", "action-nan", "mp4-short", "timestamp-feature-missing"]
+CLI_CASES = ["parquet-missing", "version-v3.1", "action-nan", "mp4-short", "timestamp-feature-missing"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", params([BY_ID[i] for i in CLI_CASES]))
-def test_cli_validate_corrupt(case, template, tmp_path):
-    root = corrupt(template, tmp_path, case)
+def test_cli_validate_corrupt(case, templates, tmp_path):
+    root = corrupt(templates[case.version], tmp_path, case)
     before = snapshot(root)
     result = evo1("dataset", "validate", str(root))
     assert result.returncode == 1, result
@@ -635,11 +809,11 @@ def test_cli_validate_json_lists_every_problem(template, tmp_path):
 
 @pytest.mark.slow
 def test_cli_info_names_the_file(template, tmp_path):
-    root = corrupt(template, tmp_path, BY_ID["version-v3.0"])
+    root = corrupt(template, tmp_path, BY_ID["version-v3.1"])
     before = snapshot(root)
     result = evo1("dataset", "info", str(root))
     assert_one_line_error(result, root / INFO)
-    assert "v3.0" in result.stderr
+    assert "v3.1" in result.stderr
     assert snapshot(root) == before
 
 

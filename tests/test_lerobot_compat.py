@@ -1,5 +1,6 @@
 """evo1's v2.1 files against LeRobot 0.3.3: field by field against a dataset LeRobot wrote, and loaded by
-LeRobot's own `LeRobotDataset` (in a subprocess with the torchvision stand-in of tests/compat)."""
+LeRobot's own `LeRobotDataset` (in a subprocess with the torchvision stand-in of tests/compat), including a
+v3.0 dataset LeRobot 0.6.1 wrote, converted to v2.1 by evo1."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from evo1cli.data.validate import validate
 from evo1cli.data.video import FrameReader, probe
 
 LEROBOT_DATASET = Path(__file__).parent / "fixtures" / "lerobot033_v21"  # written by LeRobot 0.3.3 itself
+LEROBOT_V30 = Path(__file__).parent / "fixtures" / "lerobot061_v30" / "dataset"  # written by LeRobot 0.6.1
 COMPAT = Path(__file__).parent / "compat"
 
 
@@ -128,8 +130,8 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.slow
-def test_lerobot_loads_what_evo1_writes(ours, tmp_path):
+def load_with_lerobot(root: Path, camera: str, fps: int, tmp_path: Path) -> dict:
+    """What LeRobot 0.3.3's `LeRobotDataset` reads from `root` (samples 0, 5, 11, 12, 20)."""
     try:
         import lerobot  # noqa: F401
     except ImportError:
@@ -138,10 +140,15 @@ def test_lerobot_loads_what_evo1_writes(ours, tmp_path):
         pytest.skip("lerobot 0.3.3 is not installed (CI installs it: see .ci/run)")
     env = {**os.environ, "PYTHONPATH": str(COMPAT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITH_LEROBOT, str(ours), CAMERA, "20"], env=env, capture_output=True, text=True
+        [sys.executable, "-c", LOAD_WITH_LEROBOT, str(root), camera, str(fps)], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_lerobot_loads_what_evo1_writes(ours, tmp_path):
+    loaded = load_with_lerobot(ours, CAMERA, 20, tmp_path)
     assert loaded["len"] == 21 and loaded["episodes"] == 2
     meta = load_meta(ours)
     for sample in loaded["samples"]:
@@ -156,3 +163,26 @@ def test_lerobot_loads_what_evo1_writes(ours, tmp_path):
         assert sample["image_shape"] == [3, 32, 32]
         assert abs(sample["image_mean"] - frame_value(e, t)) < 3
         assert sample["task"] == ("reach the goal", "push the puck")[e]
+
+
+@pytest.mark.slow
+def test_lerobot_033_loads_a_lerobot_061_dataset_that_evo1_converted(tmp_path):
+    from evo1cli.data.convert import convert_dataset
+
+    converted = convert_dataset(LEROBOT_V30, tmp_path / "v21", "v2.1").root
+    loaded = load_with_lerobot(converted, "observation.images.front", 10, tmp_path)
+    assert loaded["len"] == 30 and loaded["episodes"] == 3
+    lengths = (12, 10, 8)
+    for sample in loaded["samples"]:
+        e, f = sample["episode_index"], sample["frame_index"]
+        state = np.sin(0.3 * f + np.arange(8) + e).astype(np.float32)  # what LeRobot 0.6.1 was given
+        assert np.array_equal(np.asarray(sample["state"], np.float32), state)
+        assert np.array_equal(
+            np.asarray(sample["action"][0], np.float32), np.cos(0.2 * f + np.arange(4) - e).astype(np.float32)
+        )
+        assert sample["action_is_pad"] == [f + k >= lengths[e] for k in range(4)]
+        assert sample["image_shape"] == [3, 96, 96]
+        assert sample["task"] == ("reach the red target", "push the block left")[e % 2]
+    frames = [s for s in loaded["samples"] if (s["episode_index"], s["frame_index"]) == (0, 0)]
+    want = json.loads((LEROBOT_V30.parent / "expected.json").read_text())["episodes"][0]["first"]
+    assert abs(frames[0]["image_mean"] - np.mean(want["observation.images.front.mean_rgb"])) < 1.0

@@ -43,13 +43,14 @@ def image_key(camera: str) -> str:
     return f"observation.images.{camera}"
 
 
-def open_dataset(out: str | Path, image_size: int, cameras: list[str]) -> DatasetWriter:
+def open_dataset(out: str | Path, image_size: int, cameras: list[str], version: str | None = None) -> DatasetWriter:
     return DatasetWriter(
         out,
         FPS,
         {STATE: vector_feature(STATE_DIM, STATE_NAMES), ACTION: vector_feature(ACTION_DIM, ACTION_NAMES)},
         [Camera(image_key(c), image_size, image_size) for c in cameras],
         robot_type="metaworld_sawyer",
+        version=version,
     )
 
 
@@ -65,9 +66,11 @@ def collect(
     cameras: tuple[str, ...] = (CAMERA,),
     fast_render: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    version: str | None = None,
 ) -> CollectSummary:
-    """Record `episodes` successful expert episodes per task into `out` (created, or appended to)."""
-    writer = open_dataset(out, image_size, list(cameras))
+    """Record `episodes` successful expert episodes per task into `out` (created in layout `version`, v2.1 by
+    default, or appended to in its own layout)."""
+    writer = open_dataset(out, image_size, list(cameras), version)
     summary = CollectSummary()
     total = episodes * len(tasks)
     for task in tasks:

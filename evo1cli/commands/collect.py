@@ -1,4 +1,4 @@
-"""`evo1 collect`: record demonstrations into a LeRobot v2.1 dataset."""
+"""`evo1 collect`: record demonstrations into a LeRobot v2.1 (or v3.0) dataset."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ ROBOTS = ("metaworld", "xarm6", "so100")
 def collect(
     robot: str = typer.Option(..., "--robot", help="Where demonstrations come from: metaworld, xarm6, so100."),
     out: Path = typer.Option(..., "--out", help="Dataset directory (created, or appended to)."),
+    layout: str | None = typer.Option(
+        None,
+        "--format",
+        help="LeRobot layout of a new dataset: v2.1 (default; Evo-1 trains on it) or v3.0 (LeRobot >= 0.4).",
+    ),
     task: str | None = typer.Option(
         None, "--task", help="Real robots: the instruction. Meta-World: a task, comma list, mt10 or mt50 [reach-v3]."
     ),
@@ -52,6 +57,8 @@ def collect(
     d discard it, r record it again, q save and quit. Each episode is committed atomically; Ctrl-C keeps
     the finished ones.
 
+    A new dataset is a LeRobot v2.1 one unless --format v3.0; an existing one is appended to in its own layout.
+
     Examples:
 
       evo1 collect --robot so100 --task "Pick up the cube" --episodes 50 --out data/cube
@@ -63,6 +70,8 @@ def collect(
       evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach
 
       evo1 collect --robot metaworld --task mt10 --episodes 5 --resolution 224 --out data/mt10
+
+      evo1 collect --robot metaworld --task reach-v3 --episodes 50 --format v3.0 --out data/reach-v30
     """
     if robot not in ROBOTS:
         raise Evo1Error(f"must be one of {', '.join(ROBOTS)}, got {robot!r}", field="--robot")
@@ -70,7 +79,7 @@ def collect(
         if not task:
             raise Evo1Error("give the demonstrations' instruction, e.g. --task 'Pick up the cube'", field="--task")
         options = TeleopOptions(episode_time, reset_time, teleop, view)
-        collect_robot(robot, task, episodes, out, options, config, overrides, fake, as_json)
+        collect_robot(robot, task, episodes, out, options, config, overrides, fake, as_json, layout)
         return
     task = task or "reach-v3"
     if episodes < 1 or resolution < 16 or max_steps < 1:
@@ -93,6 +102,7 @@ def collect(
                 cameras=tuple(c.strip() for c in cameras.split(",") if c.strip()),
                 fast_render=fast_render,
                 progress=update,
+                version=layout,
             )
     except KeyboardInterrupt:
         console.print(f"interrupted: every episode finished before Ctrl-C is saved in {out}; run again to append")
@@ -124,6 +134,7 @@ def collect_robot(
     overrides: list[str],
     fake: bool,
     as_json: bool,
+    layout: str | None = None,
 ) -> None:
     """Teleoperation on a real (or `--fake`) arm; see `evo1cli.robots.teleop`."""
     from rich.console import Console
@@ -153,7 +164,7 @@ def collect_robot(
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
     view = CameraView() if options.view else None
     with RobotSession(robot_config) as session, contextlib.ExitStack() as stack:
-        writer = open_robot_dataset(out, robot_config)  # once connected: a failed connection leaves no dataset
+        writer = open_robot_dataset(out, robot_config, layout)  # once connected: a failed connection leaves no dataset
         if mode == "leader":
             source = LeaderArm(make_leader(robot_config))
         elif mode == "hand":

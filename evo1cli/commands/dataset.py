@@ -1,4 +1,4 @@
-"""`evo1 dataset ...`: check, describe, compute stats of and pad LeRobot v2.1 datasets."""
+"""`evo1 dataset ...`: check, describe, compute stats of, pad and convert LeRobot v2.1 and v3.0 datasets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from rich.table import Table
 
 from evo1cli.commands.output import console, print_json, progress
 
-app = typer.Typer(help="Check, describe, compute stats of and pad LeRobot v2.1 datasets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Check, describe, compute stats of, pad and convert LeRobot v2.1 and v3.0 datasets.", no_args_is_help=True
+)
 
 
 @app.command("validate")
@@ -149,3 +151,34 @@ def pad(
     with progress("padding episodes") as update:
         pad_dataset(root, out, dim, progress=update)
     console.print(f"wrote {out} (state and action padded to {dim} dims)")
+
+
+@app.command("convert")
+def convert(
+    root: Path = typer.Argument(..., help="Dataset directory (LeRobot v2.1 or v3.0)."),
+    to: str = typer.Option(..., "--to", help="Layout to write: v2.1 (LeRobot 0.3.x, Evo-1) or v3.0 (LeRobot >= 0.4)."),
+    out: Path = typer.Option(..., "--out", help="Directory of the converted copy (must not exist)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary for machines."),
+) -> None:
+    """Write a copy of a dataset in the other LeRobot layout; the source is never modified.
+
+    Every value is copied exactly and videos are remuxed, never re-encoded (decoded frames stay identical).
+    Episode metadata (evo1's seed, variation, success, ...) and per-episode stats carry over both ways.
+    The copy appears whole or not at all.
+
+    Examples:
+
+      evo1 dataset convert data/reach --to v3.0 --out data/reach-v30
+
+      evo1 dataset convert ~/.cache/huggingface/lerobot/user/pick --to v2.1 --out data/pick
+    """
+    from evo1cli.data.convert import convert_dataset
+
+    with progress(f"converting to {to}") as update:
+        meta = convert_dataset(root, out, to, progress=update)
+    if as_json:
+        print_json(
+            {"out": str(out), "codebase_version": to, "episodes": len(meta.episodes), "frames": meta.total_frames}
+        )
+        return
+    console.print(f"wrote {out}: LeRobot {to}, {len(meta.episodes)} episodes, {meta.total_frames} frames")

@@ -1,4 +1,4 @@
-"""Training windows from one or more v2.1 datasets, for a torch DataLoader.
+"""Training windows from one or more datasets (LeRobot v2.1 or v3.0), for a torch DataLoader.
 
 A window starts at every frame t of every episode (n windows for an n-frame episode):
     state       the state at t                       normalised per (embodiment, dataset), padded to 24
@@ -9,8 +9,9 @@ A window starts at every frame t of every episode (n windows for an n-frame epis
     prompt      the frame's task
 
 Tables are read once, up front, and normalised (a few bytes per frame). Video frames are read on demand
-by random access (`FrameReader`: seek to the keyframe before the frame, decode at most a GOP), with the
-decoders kept open per worker. `collate` turns samples into the model's `Batch`.
+by random access (`FrameReader`: seek to the keyframe before the frame, decode at most a GOP; in a v3.0
+file shared by many episodes, at the episode's span start + t), with the decoders kept open per worker.
+`collate` turns samples into the model's `Batch`.
 """
 
 from __future__ import annotations
@@ -220,12 +221,13 @@ class WindowDataset(Dataset):
 
     def _view(self, source: _Source, view: str, e: int, t: int) -> torch.Tensor:
         """Frame t of a camera, resized to (3, S, S) uint8; recently used frames come from the cache."""
-        path = source.meta.video_file(view, source.meta.episodes[e].index)
-        key = (str(path), t)
+        path = source.meta.video_file(view, e)
+        time = source.meta.episodes[e].videos[view].start + source.episodes[e].timestamp[t]
+        key = (str(path), round(time * 1e6))
         image = self.cache.get(key)
         if image is not None:
             return image
-        frame = self.reader.read(path, source.episodes[e].timestamp[t])
+        frame = self.reader.read(path, time)
         if list(frame.shape) != list(source.meta.features[view]["shape"]):
             declared = "x".join(str(v) for v in source.meta.features[view]["shape"][:2])
             raise Evo1Error(f"frames are {frame.shape[0]}x{frame.shape[1]}, info.json says {declared}", path=path)

@@ -1,34 +1,24 @@
 """A padded copy of a dataset: state and action zero-padded to 24 dims, native dims recorded.
 
-Tables are rewritten with the padded columns; videos are hard-linked (or copied across filesystems),
-since they never change in place. The native dims go to `meta/evo1_padding.json`, which the loader and
-the stats read, so a padded copy trains exactly like its source. The copy appears atomically.
+The copy keeps the source's layout (v2.1 or v3.0): tables are rewritten with the padded columns and their
+episodes' state and action stats; videos are hard-linked (or copied across filesystems), since they never
+change in place. The native dims go to `meta/evo1_padding.json`, which the loader and the stats read, so a
+padded copy trains exactly like its source. The copy appears atomically.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from evo1cli.data.format import (
-    ACTION,
-    EPISODES_PATH,
-    EPISODES_STATS_PATH,
-    EVO1_PADDING_PATH,
-    INFO_PATH,
-    STATE,
-    TASKS_PATH,
-    load_meta,
-)
-from evo1cli.data.reader import column, read_episode
+from evo1cli.data.convert import Columns, rewrite
+from evo1cli.data.format import ACTION, EVO1_PADDING_PATH, INFO_PATH, STATE, load_meta
 from evo1cli.data.stats import native_dims
-from evo1cli.data.writer import episode_table, vector_stats
+from evo1cli.data.writer import vector_stats
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_directory
 from evo1cli.model.config import MAX_DIM
@@ -48,52 +38,30 @@ def pad_dataset(
         if meta.dim(key) > dim:
             raise Evo1Error(f"has {meta.dim(key)} dims, more than --dim {dim}", path=meta.root / INFO_PATH, field=key)
 
-    info = json.loads(json.dumps(meta.info))
+    features = json.loads(json.dumps(meta.features))
     for key in (STATE, ACTION):
-        ft = info["features"][key]
+        ft = features[key]
         names = list(ft.get("names") or [str(i) for i in range(ft["shape"][0])])
         ft["shape"] = [dim]
         ft["names"] = names + [f"pad_{i}" for i in range(len(names), dim)]
-    features = info["features"]
+
+    def pad(columns: Columns) -> Columns:
+        for key in (STATE, ACTION):
+            columns[key] = np.pad(columns[key], ((0, 0), (0, dim - columns[key].shape[1])))
+        return columns
+
+    def restat(columns: Columns, stats: dict[str, Any]) -> dict[str, Any]:
+        for key in (STATE, ACTION):
+            values = columns[key].astype(np.float64)
+            stats[key] = vector_stats(values) | {
+                q: np.quantile(values, int(q[1:]) / 100, axis=0).tolist()
+                for q in stats.get(key, {})
+                if q[:1] == "q" and q[1:].isdigit()  # LeRobot 0.6's q01 ... q99, where the source has them
+            }
+        return stats
 
     with atomic_directory(out) as staging:
-        (staging / "meta").mkdir()
-        for rel in (TASKS_PATH, EPISODES_PATH):
-            shutil.copyfile(meta.root / rel, staging / rel)
-        stats_lines = []
-        offsets = meta.episode_offsets()
-        for i, episode in enumerate(meta.episodes):
-            read_episode(meta, i, offset=offsets[i])  # a malformed source stops the copy, naming the file
-            table = pq.read_table(meta.data_file(i))
-            columns = {name: column(table, name) for name in table.column_names if name in features}
-            for key in (STATE, ACTION):
-                values = columns[key]
-                columns[key] = np.pad(values, ((0, 0), (0, dim - values.shape[1])))
-            target = staging / meta.data_file(i).relative_to(meta.root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(episode_table(features, columns), target)
-            stats = dict(meta.episodes_stats[episode.index])
-            for key in (STATE, ACTION):
-                stats[key] = vector_stats(columns[key].astype(np.float64))
-            stats_lines.append(json.dumps({"episode_index": episode.index, "stats": stats}) + "\n")
-            for key in meta.video_keys:
-                video = meta.video_file(key, i)
-                target = staging / video.relative_to(meta.root)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(video, target)
-            if progress:
-                progress(i + 1, len(meta.episodes))
-        (staging / EPISODES_STATS_PATH).write_text("".join(stats_lines))
+        rewrite(meta, staging, meta.version, features=features, change=pad, restat=restat, progress=progress)
         padding = {key: {"native_dim": dims[key], "padded_dim": dim} for key in (STATE, ACTION)}
         (staging / EVO1_PADDING_PATH).write_text(json.dumps(padding, indent=2) + "\n")
-        (staging / INFO_PATH).write_text(json.dumps(info, indent=4) + "\n")
     return out
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    if not source.is_file():
-        raise Evo1Error("file not found", path=source)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

@@ -1,15 +1,20 @@
-"""Camera videos: encoding as LeRobot 0.3.x does, and random-access decoding for training.
+"""Camera videos: encoding as LeRobot does, remuxing, and random-access decoding for training.
 
 Encoding matches LeRobot's `encode_video_frames`: AV1 (libsvtav1), yuv420p, crf 30 and a keyframe every
 2 frames (g=2), frame i at time i / fps. The short GOP is what makes random access cheap: reading any
 frame means seeking to the keyframe at or before it and decoding at most 2 frames.
 
+`concat_videos` joins spans of mp4 files into one (the v3.0 layout's shared files) or cuts one out, by
+copying packets: the decoded pixels stay identical, as with LeRobot's own `concatenate_video_files`.
+
 `FrameReader` keeps the last few containers open (per process, so per DataLoader worker) and continues
-decoding forward without a seek when the next request lies just ahead of the last one.
+decoding forward without a seek when the next request lies just ahead of the last one. A v3.0 episode's
+frame t is read at its span's start + t in the shared file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ CODEC = "libsvtav1"
 PIX_FMT = "yuv420p"
 GOP = 2
 CRF = 30
+TOLERANCE_S = 1e-4  # LeRobot's default tolerance between a requested timestamp and a frame's
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr for every file otherwise
 
 
@@ -120,6 +126,106 @@ def probe(path: str | Path, decode: bool = False) -> VideoProbe:
         raise Evo1Error(f"cannot be decoded ({type(err).__name__}: {err})", path=path) from None
 
 
+def packet_times(path: str | Path) -> tuple[np.ndarray, float]:
+    """Every frame's presentation time (s, sorted) read from the container without decoding, and where the
+    video ends (the last frame's time plus its duration). An unreadable file is an `Evo1Error`."""
+    av = _av()
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            base = float(stream.time_base)
+            pts = [(p.pts, p.duration or 0) for p in container.demux(stream) if p.pts is not None]
+    except Exception as err:
+        raise Evo1Error(f"cannot be read ({type(err).__name__}: {err})", path=path) from None
+    if not pts:
+        return np.empty(0), 0.0
+    pts.sort()
+    return np.array([t for t, _ in pts]) * base, (pts[-1][0] + pts[-1][1]) * base
+
+
+def video_duration(path: str | Path) -> float:
+    """A video's duration as LeRobot's `get_video_duration_in_s` measures it: its stream's duration."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if stream.duration is not None:
+                return float(stream.duration * stream.time_base)
+            return float(container.duration / av.time_base)
+    except Exception as err:
+        raise Evo1Error(f"cannot be read ({type(err).__name__}: {err})", path=path) from None
+
+
+def concat_videos(segments: list[tuple[Path, float, float | None]], out: Path) -> list[tuple[float, float]]:
+    """Copy the packets of spans [start, end) seconds of mp4 files (end None: to the file's end), one after
+    another, into the new file `out`, without re-encoding. Returns where each span lies in `out`, [from, to)
+    seconds, as LeRobot records it: from = the sum of the durations before it (a whole file's duration is its
+    stream's). Each span must start on a keyframe and all files must share codec, size and time base."""
+    av = _av()
+    spans: list[tuple[float, float]] = []
+    time, offset = 0.0, 0  # where the next span starts: seconds, and ticks of the shared time base
+    output = av.open(str(out), "w", format="mp4", options={"movflags": "faststart"})
+    target, path = None, out
+    try:
+        for path, start, end in segments:
+            if not Path(path).is_file():
+                raise Evo1Error("file not found", path=path)
+            with av.open(str(path)) as source:
+                stream = source.streams.video[0]
+                if target is None:
+                    target = output.add_stream_from_template(stream, opaque=True)
+                    target.time_base = stream.time_base
+                    shape = (stream.codec_context.name, stream.codec_context.width, stream.codec_context.height)
+                    base = stream.time_base
+                elif (stream.codec_context.name, stream.codec_context.width, stream.codec_context.height) != shape:
+                    raise Evo1Error(
+                        f"cannot be joined to {segments[0][0]} without re-encoding: codec or size differ", path=path
+                    )
+                elif stream.time_base != base:
+                    raise Evo1Error(f"time base {stream.time_base} differs from {segments[0][0]}'s {base}", path=path)
+                slack = max(1, round(TOLERANCE_S / base))
+                first = round(start / base)
+                last = None if end is None else round(end / base)
+                begin = stop = None
+                for packet in source.demux(stream):
+                    if packet.pts is None or packet.dts is None or packet.pts < first - slack:
+                        continue
+                    if last is not None and packet.pts >= last - slack:
+                        continue  # past the span (packets come in decoding order: keep reading)
+                    if begin is None:
+                        if not packet.is_keyframe:
+                            raise Evo1Error(
+                                f"the span from {start:.4f} s does not start on a keyframe: it cannot "
+                                "be cut out without re-encoding",
+                                path=path,
+                            )
+                        begin = packet.pts
+                    stop = max(stop or 0, packet.pts + (packet.duration or 0))
+                    packet.pts, packet.dts = packet.pts - begin + offset, packet.dts - begin + offset
+                    packet.stream = target
+                    output.mux(packet)
+                if begin is None:
+                    raise Evo1Error(f"no frames in [{start:.4f}, {end if end is None else f'{end:.4f}'}) s", path=path)
+                if last is not None:
+                    ticks = last - first
+                elif begin == 0 and stream.duration:
+                    ticks = stream.duration
+                else:
+                    ticks = stop - begin
+            seconds = float(ticks * base)
+            spans.append((time, time + seconds))
+            time, offset = time + seconds, offset + ticks
+    except BaseException as err:
+        with contextlib.suppress(Exception):  # the half-written file is the caller's to throw away
+            output.close()
+        if isinstance(err, Exception) and not isinstance(err, Evo1Error):
+            raise Evo1Error(f"cannot be remuxed ({type(err).__name__}: {err})", path=path) from None
+        raise
+    output.close()
+    return spans
+
+
 class _OpenVideo:
     def __init__(self, path: Path):
         av = _av()
@@ -131,11 +237,14 @@ class _OpenVideo:
         self.frame_time = 1.0 / float(self.stream.average_rate or self.stream.base_rate)
         self.iterator: Any = None
         self.last_time = -1.0  # time of the last decoded frame
+        self.last: Any = None  # that frame, while decoding stands there
 
     def frame_at(self, timestamp: float, tolerance: float) -> np.ndarray:
-        # Continue forward if the target is at most a GOP ahead of where decoding stands; else seek.
         ahead = timestamp - self.last_time
-        if self.iterator is None or not (0 < ahead <= (GOP + 0.5) * self.frame_time):
+        if self.last is not None and abs(ahead) <= tolerance:  # the frame just decoded (a float32 timestamp
+            return self.last.to_ndarray(format="rgb24")  # may lie a hair after it: not the next one)
+        # Continue forward if the target is past the last frame by at most a GOP; else seek.
+        if self.iterator is None or not (tolerance < ahead <= (GOP + 0.5) * self.frame_time):
             pts = round(timestamp / self.time_base)
             self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
             self.iterator = self.container.decode(self.stream)
@@ -147,9 +256,10 @@ class _OpenVideo:
                 closest = frame
                 break
         if closest is None or abs(self.last_time - timestamp) > tolerance:
-            self.iterator = None
+            self.iterator = self.last = None
             got = "no frame" if closest is None else f"the nearest frame is at {self.last_time:.4f} s"
             raise Evo1Error(f"no frame at {timestamp:.4f} s ({got})", path=self.container.name)
+        self.last = closest
         return closest.to_ndarray(format="rgb24")
 
     def close(self) -> None:

@@ -1,13 +1,17 @@
-"""Writing v2.1 datasets: new ones, or appending to existing ones, one atomic episode at a time.
+"""Writing v2.1 or v3.0 datasets: new ones, or appending to existing ones, one atomic episode at a time.
 
 An episode is recorded into a hidden staging directory (`.evo1-staging/`): videos are encoded while the
 frames arrive, the parquet table and the episode stats are written at `commit()`. Committing then
-  1. moves the episode's parquet and mp4 files to their final paths (os.replace: each appears whole),
-  2. rewrites episodes_stats.jsonl, tasks.jsonl and episodes.jsonl (each atomically), and
+  1. puts the episode's parquet and mp4 files in place, each with one os.replace (each appears whole):
+     v2.1: the episode's own files are moved to their final paths;
+     v3.0: the last data file and each camera's last mp4 are rewritten in staging, their committed rows
+     and packets followed by the new episode's (remuxed, not re-encoded), and replace the old ones; past
+     the size limits in info.json the episode starts new files instead, as LeRobot does;
+  2. rewrites the episode and task metadata (each file atomically), and
   3. rewrites info.json last: the commit point. Until it lands, readers ignore the new episode.
 A process killed at any moment (kill -9 included) therefore leaves a dataset whose committed episodes
-are intact; the next writer removes the leftovers (staging, files and lines of the unfinished episode)
-and appends after the last committed episode.
+are intact (a v3.0 file may hold the unfinished episode's rows or frames past the committed ones, which
+readers ignore); the next writer removes the leftovers and appends after the last committed episode.
 """
 
 from __future__ import annotations
@@ -24,22 +28,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from evo1cli.data import v30
 from evo1cli.data.format import (
-    EPISODES_PATH,
-    EPISODES_STATS_PATH,
     INDEX_FEATURES,
     INFO_PATH,
     STAGING_DIR,
-    TASKS_PATH,
+    V21,
+    V30,
+    VERSIONS,
     DatasetMeta,
     Episode,
+    VideoSpan,
     load_meta,
+    locate_v21,
     new_info,
     video_feature,
+    write_meta_v21,
 )
-from evo1cli.data.video import CODEC, VideoWriter, probe
+from evo1cli.data.reader import read_episode, read_table
+from evo1cli.data.video import CODEC, VideoWriter, concat_videos, packet_times, probe, video_duration
 from evo1cli.errors import Evo1Error
-from evo1cli.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class Camera:
 
 def arrow_type(ft: Mapping[str, Any]) -> pa.DataType:
     """The parquet column type LeRobot's `datasets` features produce for a feature."""
-    value = pa.from_numpy_dtype(np.dtype(ft["dtype"]))
+    value = pa.string() if ft["dtype"] == "string" else pa.from_numpy_dtype(np.dtype(ft["dtype"]))
     shape = list(ft["shape"])
     if shape == [1]:
         return value
@@ -60,36 +68,56 @@ def arrow_type(ft: Mapping[str, Any]) -> pa.DataType:
     raise Evo1Error(f"only scalar and vector columns are supported, got shape {shape}", field="features")
 
 
-def hf_features(features: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The `datasets.Features` JSON that LeRobot stores in each parquet file's schema metadata."""
+def hf_features(features: Mapping[str, Mapping[str, Any]], version: str = V21) -> dict[str, Any]:
+    """The `datasets.Features` JSON that LeRobot stores in each parquet file's schema metadata (a vector is a
+    `Sequence` for datasets 3 and LeRobot 0.3.x, a `List` for datasets 4 and LeRobot 0.6.x)."""
+    sequence = "List" if version == V30 else "Sequence"
     out: dict[str, Any] = {}
     for name, ft in features.items():
         if ft["dtype"] == "video":
             continue
         value = {"dtype": ft["dtype"], "_type": "Value"}
-        out[name] = (
-            value if list(ft["shape"]) == [1] else {"feature": value, "length": ft["shape"][0], "_type": "Sequence"}
-        )
+        vector = {"feature": value, "length": ft["shape"][0], "_type": sequence}
+        out[name] = value if list(ft["shape"]) == [1] else vector
     return out
 
 
-def episode_table(features: Mapping[str, Mapping[str, Any]], columns: Mapping[str, np.ndarray]) -> pa.Table:
-    """One episode's frames as an Arrow table in LeRobot's schema (non-video features, info.json order)."""
+def episode_table(
+    features: Mapping[str, Mapping[str, Any]], columns: Mapping[str, np.ndarray], version: str = V21
+) -> pa.Table:
+    """Frames as an Arrow table in LeRobot's schema (non-video features, info.json order)."""
     names = [n for n, ft in features.items() if ft["dtype"] != "video"]
     arrays = []
     for name in names:
         ft, values = features[name], np.asarray(columns[name])
         kind = arrow_type(ft)
-        if pa.types.is_fixed_size_list(kind):
+        if ft["dtype"] == "string":
+            arrays.append(pa.array(values.reshape(-1).tolist(), type=kind))
+        elif pa.types.is_fixed_size_list(kind):
             flat = pa.array(values.astype(ft["dtype"]).reshape(-1), type=kind.value_type)
             arrays.append(pa.FixedSizeListArray.from_arrays(flat, kind.list_size))
         else:
             arrays.append(pa.array(values.astype(ft["dtype"]).reshape(-1), type=kind))
     schema = pa.schema(
         [pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)],
-        metadata={"huggingface": json.dumps({"info": {"features": hf_features(features)}})},
+        metadata={"huggingface": json.dumps({"info": {"features": hf_features(features, version)}})},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_tables(path: Path, tables: list[pa.Table]) -> None:
+    """Tables of one schema into one parquet file, one row group each (one per episode, as LeRobot 0.6 writes)."""
+    with pq.ParquetWriter(path, tables[0].schema) as out:
+        for table in tables:
+            out.write_table(table, row_group_size=max(len(table), 1))
+
+
+def write_meta(meta: DatasetMeta) -> None:
+    """The episode, task and stats metadata, then info.json (the commit point), in the dataset's layout."""
+    if meta.version == V30:
+        v30.write_meta(meta)
+    else:
+        write_meta_v21(meta)
 
 
 # ---------------------------------------------------------------------------------------------- stats
@@ -138,7 +166,8 @@ def image_stats(frames: list[np.ndarray]) -> dict[str, list[Any]]:
 
 # ---------------------------------------------------------------------------------------------- writer
 class DatasetWriter:
-    """Creates `root` as a v2.1 dataset, or opens it to append episodes with the same features."""
+    """Creates `root` as a dataset (v2.1 unless `version` says v3.0), or opens it to append episodes with the
+    same features; an existing dataset keeps its layout (`version`, if given, must match it)."""
 
     def __init__(
         self,
@@ -148,20 +177,31 @@ class DatasetWriter:
         cameras: list[Camera],
         robot_type: str | None = None,
         codec: str = CODEC,
+        version: str | None = None,
     ):
         self.root = Path(root)
         self.codec = codec
         self.cameras = {c.key: c for c in cameras}
+        if version is not None and version not in VERSIONS:
+            raise Evo1Error(f"must be one of {', '.join(VERSIONS)}, got {version!r}", field="--format")
         if (self.root / INFO_PATH).exists():
             self.meta = load_meta(self.root)
+            if version is not None and version != self.meta.version:
+                raise Evo1Error(
+                    f"is a LeRobot {self.meta.version} dataset, not {version}: append to it in its own layout, or "
+                    f"convert it first (evo1 dataset convert {self.root} --to {version} --out DIR)",
+                    path=self.root / INFO_PATH,
+                    field="codebase_version",
+                )
             self._check_compatible(fps, vectors, cameras)
             self._recover()
         else:
             if self.root.exists() and any(self.root.iterdir()):
                 raise Evo1Error("exists, is not empty and has no meta/info.json", path=self.root)
             features = {**vectors, **{c.key: video_feature(c.height, c.width, {}) for c in cameras}}
-            self.meta = DatasetMeta(self.root, new_info(fps, dict(features), robot_type), {}, [], {})
-            self._write_meta()
+            info = new_info(fps, dict(features), robot_type)
+            self.meta = DatasetMeta(self.root, v30.info_v30(info) if version == V30 else info, {}, [], {})
+            write_meta(self.meta)
 
     def _check_compatible(self, fps: int, vectors: Mapping[str, Mapping[str, Any]], cameras: list[Camera]) -> None:
         path = self.root / INFO_PATH
@@ -185,38 +225,107 @@ class DatasetWriter:
                 )
 
     def _recover(self) -> None:
-        """Remove what an interrupted write left: staging, and files or lines past the committed episodes."""
+        """Remove what an interrupted write left: staging, and files, rows, frames or metadata past the
+        committed episodes. Each step only drops leftovers, so being killed here is harmless too."""
         shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)
-        n = len(self.meta.episodes)
-        for pattern in ("data/*/episode_*.parquet", "videos/*/*/episode_*.mp4"):
-            for file in self.root.glob(pattern):
-                if file.stem.startswith("episode_") and file.stem[8:].isdigit() and int(file.stem[8:]) >= n:
-                    file.unlink()
-        self._write_meta()  # drops lines that info.json's totals do not cover
-
-    # ------------------------------------------------------------------ metadata
-    def _write_meta(self) -> None:
-        """episodes_stats, tasks, episodes, then info.json (the commit point), each atomically."""
-        meta = self.meta
-        lines = [
-            {"episode_index": ep.index, "stats": meta.episodes_stats[ep.index]} for ep in meta.episodes
-        ]  # fmt: skip
-        atomic_write_text(self.root / EPISODES_STATS_PATH, _jsonl(lines))
-        atomic_write_text(
-            self.root / TASKS_PATH, _jsonl([{"task_index": i, "task": t} for i, t in sorted(meta.tasks.items())])
-        )
-        atomic_write_text(self.root / EPISODES_PATH, _jsonl([ep.to_dict() for ep in meta.episodes]))
-        info = meta.info
-        info["total_episodes"] = len(meta.episodes)
-        info["total_frames"] = meta.total_frames
-        info["total_tasks"] = len(meta.tasks)
-        info["total_videos"] = len(meta.video_keys) * len(meta.episodes)
-        info["total_chunks"] = meta.chunk(len(meta.episodes) - 1) + 1 if meta.episodes else 0
-        info["splits"] = {"train": f"0:{len(meta.episodes)}"} if meta.episodes else {}
-        atomic_write_text(self.root / INFO_PATH, json.dumps(info, indent=4) + "\n")
+        meta, n = self.meta, len(self.meta.episodes)
+        if meta.version != V30:
+            for pattern in ("data/*/episode_*.parquet", "videos/*/*/episode_*.mp4"):
+                for file in self.root.glob(pattern):
+                    if file.stem.startswith("episode_") and file.stem[8:].isdigit() and int(file.stem[8:]) >= n:
+                        file.unlink()
+            write_meta(meta)  # drops lines that info.json's totals do not cover
+            return
+        last = meta.episodes[-1] if meta.episodes else None
+        for path in v30.files_after(meta):
+            path.unlink(missing_ok=True)
+        listed = {ep.meta_file for ep in meta.episodes}
+        for file in self.root.glob(v30.EPISODES_GLOB):
+            if v30.file_place(file) not in listed:
+                file.unlink()
+        if last is not None:
+            read_episode(meta, n - 1)  # the file new rows join must be sound: else an error naming it, here
+            staging = self.root / STAGING_DIR
+            staging.mkdir()
+            path, rows = meta.data_file(n - 1), _rows_in_file(meta, n - 1)
+            if pq.read_metadata(path).num_rows > rows:
+                write_tables(staging / "data.parquet", [read_table(meta, path).slice(0, rows)])
+                (staging / "data.parquet").replace(path)
+            for key in meta.video_keys:
+                path, end = meta.video_file(key, n - 1), last.videos[key].end
+                if packet_times(path)[1] > end + 1e-3:
+                    concat_videos([(path, 0.0, end)], staging / "video.mp4")
+                    (staging / "video.mp4").replace(path)
+            shutil.rmtree(staging)
+        write_meta(meta)  # drops rows and tasks that info.json's totals do not cover
 
     def episode(self) -> EpisodeRecorder:
         return EpisodeRecorder(self)
+
+    def _place_files(self, episode: Episode, staging: Path) -> None:
+        """Step 1 of a commit: the staged `episode.parquet` and `<camera>.mp4` files into the dataset."""
+        meta = self.meta
+        if meta.version != V30:
+            locate_v21(meta, episode)
+            moves = [(staging / "episode.parquet", meta.root / meta.data_path(*episode.data))]
+            moves += [
+                (staging / f"{k}.mp4", meta.root / meta.video_path(k, s.chunk, s.file))
+                for k, s in episode.videos.items()
+            ]
+            for source, target in moves:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source.replace(target)
+            return
+        size, last = int(meta.info["chunks_size"]), meta.episodes[-1] if meta.episodes else None
+        staged = staging / "episode.parquet"
+        limit = float(meta.info.get("data_files_size_in_mb", v30.DATA_FILE_MB)) * 2**20
+        old = meta.data_file(len(meta.episodes) - 1) if last else None
+        tables = [pq.read_table(staged)]
+        if old is not None and old.stat().st_size + staged.stat().st_size < limit:
+            episode.data, episode.row = last.data, _rows_in_file(meta, len(meta.episodes) - 1)
+            tables = [_episode_rows(meta, i, tables[0].schema) for i in _episodes_in_file(meta, last.data)] + tables
+        else:
+            episode.data, episode.row = v30.next_file(last.data if last else None, size), 0
+        write_tables(staged.with_name("data.parquet"), tables)
+        moves = [(staged.with_name("data.parquet"), meta.root / meta.data_path(*episode.data))]
+        limit = float(meta.info.get("video_files_size_in_mb", v30.VIDEO_FILE_MB)) * 2**20
+        for key in meta.video_keys:
+            new = staging / f"{key}.mp4"
+            if last is not None:
+                span = last.videos[key]
+                old = meta.video_file(key, len(meta.episodes) - 1)
+                if old.stat().st_size + new.stat().st_size < limit:
+                    joined = staging / f"{key}.joined.mp4"
+                    (start, end) = concat_videos([(old, 0.0, span.end), (new, 0.0, None)], joined)[1]
+                    episode.videos[key] = VideoSpan(span.chunk, span.file, start, end)
+                    moves.append((joined, old))
+                    continue
+            place = v30.next_file((last.videos[key].chunk, last.videos[key].file) if last else None, size)
+            episode.videos[key] = VideoSpan(*place, 0.0, video_duration(new))
+            moves.append((new, meta.root / meta.video_path(key, *place)))
+        episode.meta_file = last.meta_file if last else (0, 0)
+        for source, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)
+
+
+def _episodes_in_file(meta: DatasetMeta, place: tuple[int, int]) -> list[int]:
+    return [i for i, ep in enumerate(meta.episodes) if ep.data == place]
+
+
+def _rows_in_file(meta: DatasetMeta, i: int) -> int:
+    """The committed rows of episode i's data file."""
+    return sum(meta.episodes[j].length for j in _episodes_in_file(meta, meta.episodes[i].data))
+
+
+def _episode_rows(meta: DatasetMeta, i: int, schema: pa.Schema) -> pa.Table:
+    """Episode i's committed rows, in `schema` (a LeRobot converter's list<float> becomes a fixed-size list)."""
+    episode = meta.episodes[i]
+    table = read_table(meta, meta.data_file(i)).slice(episode.row, episode.length)
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowException, KeyError) as err:
+        raise Evo1Error(f"its columns differ from this collection's ({err})", path=meta.data_file(i)) from None
 
 
 class EpisodeRecorder:
@@ -259,7 +368,7 @@ class EpisodeRecorder:
         self.length += 1
 
     def commit(self, **extra: Any) -> Episode:
-        """Write the episode; `extra` keys (JSON values, e.g. seed, success) go into its episodes.jsonl line."""
+        """Write the episode; `extra` keys (JSON values, e.g. seed, success) go into its episode metadata."""
         if self.length == 0:
             raise Evo1Error("an episode needs at least one frame")
         writer, meta = self.writer, self.writer.meta
@@ -293,26 +402,19 @@ class EpisodeRecorder:
                 stats[key] = vector_stats(
                     columns[key].astype(np.float64) if key not in INDEX_FEATURES else columns[key]
                 )
-        table_path = self.staging / "episode.parquet"
-        pq.write_table(episode_table(features, columns), table_path)
+        pq.write_table(episode_table(features, columns, meta.version), self.staging / "episode.parquet")
 
         if not any(ft.get("info") for key, ft in features.items() if ft["dtype"] == "video"):
             for key in writer.cameras:  # the first episode fills in the video info, as LeRobot does
                 features[key]["info"] = probe(self.staging / f"{key}.mp4").info()
 
         # 1. files into place (each appears whole), 2. metadata, info.json last.
-        data_file = meta.data_file(self.index)
-        data_file.parent.mkdir(parents=True, exist_ok=True)
-        table_path.replace(data_file)
-        for key in writer.cameras:
-            target = meta.video_file(key, self.index)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (self.staging / f"{key}.mp4").replace(target)
         episode = Episode(self.index, list(dict.fromkeys(self.tasks)), self.length, extra)
+        writer._place_files(episode, self.staging)
         meta.tasks.update(new_tasks)
         meta.episodes.append(episode)
         meta.episodes_stats[self.index] = stats
-        writer._write_meta()
+        write_meta(meta)
         self.discard()
         return episode
 
@@ -324,7 +426,3 @@ class EpisodeRecorder:
         shutil.rmtree(self.staging, ignore_errors=True)
         with contextlib.suppress(OSError):  # the staging root goes when no episode is left in it
             self.staging.parent.rmdir()
-
-
-def _jsonl(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)

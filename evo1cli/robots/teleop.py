@@ -37,8 +37,8 @@ def image_key(name: str) -> str:
     return f"observation.images.{name}"
 
 
-def open_robot_dataset(out: str | Path, config: RobotConfig) -> DatasetWriter:
-    """A v2.1 dataset for this robot (created, or opened to append with the same features)."""
+def open_robot_dataset(out: str | Path, config: RobotConfig, version: str | None = None) -> DatasetWriter:
+    """A dataset for this robot (created, v2.1 unless `version`, or opened to append with the same features)."""
     dof, names = len(config.joints), list(config.joints)
     return DatasetWriter(
         out,
@@ -46,6 +46,7 @@ def open_robot_dataset(out: str | Path, config: RobotConfig) -> DatasetWriter:
         {STATE: vector_feature(dof, names), ACTION: vector_feature(dof, names)},
         [Camera(image_key(c.name), c.height, c.width) for c in config.cameras],
         robot_type=config.robot,
+        version=version,
     )
 
 
