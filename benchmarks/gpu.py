@@ -10,7 +10,8 @@ It prints what it measured with the hardware name, and the bf16 speed-up over fl
 `--write-docs` replaces the section between the `benchmarks/gpu.py` markers in docs/benchmarks.md.
 
     python benchmarks/gpu.py --write-docs                   # on a CUDA machine (about 10 minutes on one GPU)
-    python benchmarks/gpu.py --device cpu --preset tiny     # the same code paths in a minute, anywhere
+    python benchmarks/gpu.py --device cpu --preset tiny     # the same code paths in a few minutes, anywhere
+    python benchmarks/gpu.py --device cpu --only-dtypes     # just the bf16 / float32 chunk (the --dtype auto case)
 """
 
 from __future__ import annotations
@@ -87,6 +88,21 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def dtype_ratio(device_name: str, preset: str, repeats: int) -> None:
+    """The batch-1, 1-view, 50-step chunk in bfloat16 and float32, alternating, both models in memory."""
+    device = choose_placement(device_name, "float32").device
+    print(hardware(device), flush=True)
+    policies = {name: LocalPolicy(build(preset, device, getattr(torch, name)), "robot", "demo")
+                for name in ("bfloat16", "float32")}  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in policies}
+    for _ in range(repeats):
+        for name, policy in policies.items():
+            times[name].append(chunk_seconds(policy, 1, 1, 50, 1, device))
+            print(f"{name}: {times[name][-1]:.2f} s", flush=True)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print(f"float32 / bfloat16 seconds per chunk: {medians['float32'] / medians['bfloat16']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cuda[:N] or cpu (auto: CUDA when present).")
@@ -95,7 +111,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--write-docs", action="store_true", help="Replace the GPU section of docs/benchmarks.md.")
+    parser.add_argument("--only-dtypes", action="store_true", help="Only the batch-1 chunk, bf16 and float32.")
     args = parser.parse_args()
+    if args.only_dtypes:
+        return dtype_ratio(args.device, args.preset, args.repeats)
 
     placement = choose_placement(args.device, args.dtype)
     device, dtype = placement.device, placement.torch_dtype
