@@ -24,7 +24,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint under --out."),
     out: Path | None = typer.Option(None, "--out", help="Output directory (default: the recipe's `output`)."),
     init: Path | None = typer.Option(None, "--init", help="Start the first stage run from this checkpoint."),
-    check: bool = typer.Option(False, "--check", help="Validate the recipe and its datasets, then stop."),
+    check: bool = typer.Option(
+        False, "--check", help="Validate the recipe and check that its datasets fit the model, then stop."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary for machines."),
 ) -> None:
     """Train a policy: stage 1 (backbone frozen), then stage 2 (everything), per a recipe.
@@ -50,13 +52,11 @@ def train(
     if out is not None:
         overrides = [*overrides, f"output={out}"]
     parsed = load_recipe(recipe, overrides)
+    from evo1cli.train.trainer import check_datasets
     from evo1cli.train.trainer import train as run
 
     if check:
-        from evo1cli.data.format import load_meta
-
-        for group in parsed.data.groups:
-            load_meta(group.path)
+        check_datasets(parsed)
         console.print(f"{recipe}: valid ({len(parsed.data.groups)} dataset(s), output {parsed.output})")
         return
     with training_display(quiet=as_json) as listener:
