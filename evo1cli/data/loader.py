@@ -16,10 +16,10 @@ widths, relative actions) comes from the model's `Evo1Config` (`from_config`), t
 records and `predict` reads, so the two halves of each transform cannot disagree. A dataset wider than
 the padded widths is refused on one line naming its file and field (`evo1cli.data.stats.fitted_dims`).
 
-Tables are read once, up front (a few bytes per frame); states are normalised then, action targets per
-window. Video frames are read on demand by random access (`FrameReader`: seek to the keyframe before the
-frame, decode at most a GOP), with the decoders kept open per worker. `collate` turns samples into the
-model's `Batch`.
+Tables are read once, up front, and normalised (a few bytes per frame); relative action targets depend
+on the window's state, so they are normalised per window. Video frames are read on demand by random
+access (`FrameReader`: seek to the keyframe before the frame, decode at most a GOP), with the decoders
+kept open per worker. `collate` turns samples into the model's `Batch`.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class DataSource:
 class _Episode:
     state: torch.Tensor  # (n, state_dim) normalised, padded
     raw_state: torch.Tensor  # (n, native state dims) float64
-    action: torch.Tensor  # (n, native action dims) float64, as recorded
+    action: torch.Tensor  # (n, action_dim) normalised, padded; relative actions: (n, native) raw, float64
     timestamp: np.ndarray  # (n,)
     prompts: list[str]  # per frame
 
@@ -205,11 +205,12 @@ class WindowDataset(Dataset):
             table = read_episode(meta, i, offset=offsets[i])
             assert table is not None  # strict reading raises instead
             state = torch.from_numpy(table.state[:, : dims[STATE]].astype(np.float64))
+            action = torch.from_numpy(table.action[:, : dims[ACTION]].astype(np.float64))
             episodes.append(
                 _Episode(
                     state=self.state_norm.normalize(state, norm.state),
                     raw_state=state,
-                    action=torch.from_numpy(table.action[:, : dims[ACTION]].astype(np.float64)),
+                    action=action if self.relative_actions else self.action_norm.normalize(action, norm.action),
                     timestamp=table.timestamp,
                     prompts=[meta.tasks[int(t)] for t in table.task_index],
                 )
@@ -230,8 +231,8 @@ class WindowDataset(Dataset):
         steps = torch.arange(t, t + self.horizon)
         action_is_pad = steps >= n
         actions = ep.action[steps.clamp(max=n - 1)]  # past the end: the last action, flagged as padding
-        if self.relative_actions:
-            actions = to_relative(actions, ep.raw_state[t])
+        if self.relative_actions:  # offsets from the window's state, normalised now (absolute ones were up front)
+            actions = self.action_norm.normalize(to_relative(actions, ep.raw_state[t]), source.norm.action)
         images = torch.zeros(self.num_views, 3, self.image_size, self.image_size, dtype=torch.uint8)
         image_mask = torch.zeros(self.num_views, dtype=torch.bool)
         for v, view in enumerate(source.views):
@@ -247,7 +248,7 @@ class WindowDataset(Dataset):
             "image_mask": image_mask,  # (V,)
             "prompt": ep.prompts[t],
             "state": ep.state[t],  # (state_dim,)
-            "actions": self.action_norm.normalize(actions, source.norm.action),  # (H, action_dim)
+            "actions": actions,  # (H, action_dim)
             "action_mask": action_mask,  # (action_dim,)
             "action_is_pad": action_is_pad,  # (H,)
             "source": s,
