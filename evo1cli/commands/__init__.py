@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from evo1cli.commands import bench, collect, dataset, deploy, info, model, quickstart, serve, smoke, train
+from evo1cli.commands import bench, collect, convert, dataset, deploy, info, model, quickstart, serve, smoke, train
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotError
 
@@ -20,6 +20,7 @@ app = typer.Typer(
         "  evo1 info --json\n\n"
         "  evo1 smoke --out runs/smoke\n\n"
         "  evo1 model init --preset tiny --out runs/tiny\n\n"
+        "  evo1 import MINT-SJTU/Evo1_MetaWorld --out ckpt/metaworld\n\n"
         "  evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach\n\n"
         "  evo1 dataset validate data/reach\n\n"
         "  evo1 train --recipe recipes/quickstart.yaml\n\n"
@@ -39,6 +40,8 @@ app.command("train")(train.train)
 app.command("serve")(serve.serve)
 app.command("deploy")(deploy.deploy)
 app.command("calibrate")(deploy.calibrate)
+app.command("import")(convert.import_)
+app.command("export")(convert.export)
 app.add_typer(model.app, name="model")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(bench.app, name="bench")

@@ -160,10 +160,11 @@ def load_policy_fn(
     import torch
 
     from evo1cli.bench.evaluate import policy_fn
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.model.checkpoint import load_policy
 
     device = group.device if group is not None else "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_policy(checkpoint, device=device)
+    loaded = load_policy(checkpoint_dir(checkpoint), device=device)
     return policy_fn(loaded, embodiment, dataset_key), str(checkpoint), loaded.config.image_size
 
 

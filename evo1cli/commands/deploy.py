@@ -48,6 +48,7 @@ def deploy(
       evo1 deploy so100 -c CKPT --task "Pick up the cube" --fake --seconds 5
     """
     from evo1cli.collect.dataset import Layout, Recorder, open_dataset
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.robots.rollout import local_policy, remote_policy, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
 
@@ -58,7 +59,7 @@ def deploy(
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
     steps = action_steps or robot_config.action_steps
     policy = (
-        local_policy(str(checkpoint), embodiment, dataset_key)
+        local_policy(str(checkpoint_dir(checkpoint)), embodiment, dataset_key)
         if checkpoint is not None
         else remote_policy(str(server), token, embodiment, dataset_key)
     )

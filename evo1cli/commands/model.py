@@ -73,16 +73,17 @@ def _count(module: torch.nn.Module) -> int:  # parameters
 
 @app.command("inspect")
 def inspect(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint: evo1, authors' or LeRobot directory, or hub id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Show a checkpoint's config, parameter counts and normalisation stats keys.
 
     Example:  evo1 model inspect runs/tiny --json
     """
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.model.checkpoint import load_policy
 
-    policy = load_policy(checkpoint)
+    policy = load_policy(checkpoint_dir(checkpoint))
     backbone = policy.backbone.model
     data = {
         "checkpoint": str(checkpoint),
@@ -161,12 +162,13 @@ def predict(
     """
     import torch
 
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.model.checkpoint import load_policy
     from evo1cli.model.policy import Observation
 
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
-    policy = load_policy(checkpoint)
+    policy = load_policy(checkpoint_dir(checkpoint))
     obs = Observation(
         images=[_read_image(p, i) for i, p in enumerate(image)],
         prompt=prompt,
@@ -185,3 +187,31 @@ def predict(
     for t, row in enumerate(chunk):
         table.add_row(str(t), *(f"{v:+.4f}" for v in row))
     console.print(table)
+
+
+@app.command("verify")
+def verify(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint: evo1, authors' or LeRobot directory, or hub id."),
+    max_abs: float = typer.Option(1e4, "--max-abs", help="Largest |weight| accepted as sane."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+) -> None:
+    """Check a checkpoint: tensor names, shapes and dtypes against its config, NaN/inf, magnitudes, stats,
+    and one forward pass. Exit code 1 on any problem.
+
+    Example:  evo1 model verify runs/metaworld/stage2/checkpoints/last --json
+    """
+    from evo1cli.commands.convert import checkpoint_dir
+    from evo1cli.interop.verify import verify_checkpoint
+
+    report = verify_checkpoint(checkpoint_dir(checkpoint), max_abs=max_abs)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        table = Table(title=str(checkpoint))
+        for column in ("check", "", "detail"):
+            table.add_column(column)
+        for check in report.checks:
+            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+        console.print(table)
+    if not report.ok:
+        raise typer.Exit(1)

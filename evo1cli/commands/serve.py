@@ -27,13 +27,14 @@ def serve(
 
       evo1 serve --checkpoint runs/metaworld --host 0.0.0.0 --port 9000 --token s3cret
     """
+    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.errors import Evo1Error
     from evo1cli.model.checkpoint import load_policy
     from evo1cli.serving.server import ServeOptions, run_server
 
     if max_message_mb <= 0 or max_batch < 1 or batch_window_ms < 0:
         raise Evo1Error("--max-message-mb and --max-batch must be positive", field="options")
-    policy = load_policy(checkpoint)
+    policy = load_policy(checkpoint_dir(checkpoint))
     options = ServeOptions(
         host=host,
         port=port,

@@ -23,7 +23,9 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help="Override a recipe key: --set stage1.steps=200."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint under --out."),
     out: Path | None = typer.Option(None, "--out", help="Output directory (default: the recipe's `output`)."),
-    init: Path | None = typer.Option(None, "--init", help="Start the first stage run from this checkpoint."),
+    init: Path | None = typer.Option(
+        None, "--init", help="Start the first stage run from this checkpoint (evo1, authors', LeRobot or hub id)."
+    ),
     check: bool = typer.Option(
         False, "--check", help="Validate the recipe and check that its datasets fit the model, then stop."
     ),
@@ -59,6 +61,10 @@ def train(
         check_datasets(parsed)
         console.print(f"{recipe}: valid ({len(parsed.data.groups)} dataset(s), output {parsed.output})")
         return
+    if init is not None:
+        from evo1cli.commands.convert import checkpoint_dir
+
+        init = checkpoint_dir(init)
     with training_display(quiet=as_json) as listener:
         try:
             results = run(parsed, STAGE_CHOICES[stage], resume=resume, init=init, listener=listener)

@@ -64,18 +64,18 @@ def load_policy(
     if attn_implementation is not None:
         config = config.replace(attn_implementation=attn_implementation)
     stats = StatsTable.load(directory / STATS_FILE)
-    weights = _read_weights(directory / WEIGHTS_FILE)
+    weights = read_weights(directory / WEIGHTS_FILE)
     with init_empty_weights(include_buffers=False):
         backbone = Evo1Backbone.from_architecture(directory / BACKBONE_DIR, config)
         policy = Evo1Policy(config, backbone, ActionHead(config), stats)
-    _check_state_dict(policy, weights, directory / WEIGHTS_FILE)
+    check_state_dict(policy, weights, directory / WEIGHTS_FILE)
     policy.load_state_dict(weights, strict=True, assign=True)
     if dtype is not None:
         policy.to(dtype)
     return policy.to(device).eval()
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise Evo1Error("file not found", path=path)
     try:
@@ -85,19 +85,23 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise Evo1Error(f"truncated or corrupt safetensors file ({err})", path=path) from None
 
 
-def _check_state_dict(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+def check_state_dict(
+    model: torch.nn.Module,
+    weights: dict[str, torch.Tensor],
+    path: str | Path,
+    hint: str = "does config.json match these weights?",
+) -> None:
+    """Every tensor the model has, none it lacks, each of the model's shape: else one line naming the first."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise Evo1Error(f"missing tensor {missing[0]}{more} (does config.json match these weights?)", path=path)
+        raise Evo1Error(f"missing tensor {missing[0]}{more} ({hint})", path=path)
     if unexpected:
         more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
-        raise Evo1Error(f"unexpected tensor {unexpected[0]}{more} (does config.json match these weights?)", path=path)
+        raise Evo1Error(f"unexpected tensor {unexpected[0]}{more} ({hint})", path=path)
     for key, tensor in expected.items():
         if tuple(weights[key].shape) != tuple(tensor.shape):
-            raise Evo1Error(
-                f"tensor {key} has shape {tuple(weights[key].shape)}, the config expects {tuple(tensor.shape)}",
-                path=path,
-            )
+            have, want = tuple(weights[key].shape), tuple(tensor.shape)
+            raise Evo1Error(f"tensor {key} has shape {have}, the config expects {want} ({hint})", path=path)
