@@ -13,7 +13,10 @@ import time
 import numpy as np
 import pytest
 from conftest import Running
+from fake_events import ScriptedKeys, commands
 
+from evo1cli.collect.dataset import Layout, open_dataset
+from evo1cli.collect.teleop import HandGuiding, KeyboardJog, record_teleop
 from evo1cli.data.format import STAGING_DIR, load_meta
 from evo1cli.data.reader import read_episode
 from evo1cli.data.validate import validate
@@ -24,7 +27,6 @@ from evo1cli.model.policy import Evo1Policy
 from evo1cli.robots.base import RobotError
 from evo1cli.robots.rollout import check_chunk, remote_policy, run_rollout
 from evo1cli.robots.session import RobotSession, load_robot
-from evo1cli.robots.teleop import HandGuiding, KeyboardJog, ScriptedKeys, open_robot_dataset, record_teleop
 
 SMALL = [f"cameras.{c}.{k}={v}" for c in ("base", "wrist") for k, v in (("width", 64), ("height", 48))]
 SMALL_SO100 = [s.replace("cameras.base.", "cameras.front.") for s in SMALL]
@@ -44,7 +46,7 @@ def xarm(*extra: str, watchdog: float = 0.5):
 
 def servo_targets(session) -> np.ndarray:
     """Every joint target that reached the simulated xArm (6 joints) since connecting."""
-    calls = session.arm.api.commands("set_servo_angle_j")
+    calls = commands(session.arm.api, "set_servo_angle_j")
     return np.array([c.arguments["angles"][:6] for c in calls if c.code == 0])
 
 
@@ -111,7 +113,7 @@ def test_dry_run_sends_nothing_but_checks_everything():
         cadence = run_rollout(
             robot, lambda im, s, p: np.tile(s + turn, (5, 1)), "wave", action_steps=3, max_seconds=0.6
         )
-        assert len(servo_targets(robot)) == 0 and robot.arm.api.commands("set_gripper_position") == []
+        assert len(servo_targets(robot)) == 0 and commands(robot.arm.api, "set_gripper_position") == []
     # what the arm would have got still walks 3 deg per tick towards +50: 16 ticks are rate-limited
     assert cadence.queries >= 2 and cadence.interventions == {"max_step": min(cadence.ticks, 16)}
 
@@ -123,7 +125,7 @@ def test_a_stalled_policy_trips_the_watchdog_and_ends_the_loop():
 
     with RobotSession(xarm(watchdog=0.2)) as robot:
         cadence = run_rollout(robot, stalls, "wave", action_steps=4, max_seconds=5.0, infer_timeout_s=0.3)
-        stops = robot.arm.api.commands("set_state")
+        stops = commands(robot.arm.api, "set_state")
     assert cadence.ended == "safety stop: watchdog" and cadence.interventions["watchdog"] == 1
     assert any(c.arguments.get("state") == 4 for c in stops)  # the arm was stopped
     assert cadence.seconds < 2.0
@@ -150,7 +152,7 @@ def test_deploy_through_evo1_serve(tmp_path):
 # ------------------------------------------------------------------------------------------ teleoperation
 def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     with RobotSession(config) as robot:
         summary = record_teleop(robot, HandGuiding(robot.arm), writer, "wave", 1, episode_s=0.8, reset_s=0)
     assert summary.kept == 1 and not summary.interrupted
@@ -164,7 +166,7 @@ def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
 
 def test_keys_discard_record_again_and_quit(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     # recording ticks: 5 -> d (discard), 10 -> r (discard, again at once), 15 -> s (save), 20 -> q (save, quit)
     keys = ScriptedKeys({5: "d", 10: "r", 15: "s", 20: "q"})
     with RobotSession(config) as robot:
@@ -269,7 +271,7 @@ def test_calibrate_so100_writes_lerobots_file(tmp_path, cache):
 
 def test_keyboard_jog_moves_the_picked_joint_through_the_safety_layer(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     steps = np.array(config.limits.max_step) / 2  # 1.5 deg per press
     # tick 1: pick joint 2; ticks 2-5: four presses of +; tick 6: one -; tick 9: save and quit
     keys = ScriptedKeys({1: "2", 2: "+", 3: "=", 4: "+", 5: "+", 6: "-", 9: "q"})

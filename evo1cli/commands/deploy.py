@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import typer
 
 from evo1cli.commands.output import console, print_json
 from evo1cli.errors import Evo1Error
-
-FAKE_SWEEP_S = 3.0
-
 
 HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate` share
     "config": "Robot configuration YAML (default: the packaged one for the robot).",
@@ -52,10 +47,10 @@ def deploy(
 
       evo1 deploy so100 -c CKPT --task "Pick up the cube" --fake --seconds 5
     """
+    from evo1cli.collect.dataset import Layout, Recorder, open_dataset
     from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.robots.rollout import local_policy, remote_policy, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
-    from evo1cli.robots.teleop import Recorder, open_robot_dataset
 
     if (checkpoint is None) == (server is None):
         raise Evo1Error("give exactly one of --checkpoint DIR and --server URL", field="--checkpoint")
@@ -69,7 +64,7 @@ def deploy(
         else remote_policy(str(server), token, embodiment, dataset_key)
     )
     with RobotSession(robot_config, dry_run=dry_run) as session:
-        writer = open_robot_dataset(record, robot_config) if record is not None else None  # once connected
+        writer = open_dataset(record, Layout.of_robot(robot_config)) if record is not None else None  # once connected
         if home and not dry_run:
             console.print("moving home ...")
             session.safety.move_to(robot_config.home)
@@ -132,27 +127,9 @@ def calibrate(
     """
     if robot != "so100":
         raise Evo1Error("only the so100 is calibrated (the xArm6 controller knows its own joints)", field="robot")
+    from evo1cli.robots.session import calibrate as run
     from evo1cli.robots.session import load_robot
-    from evo1cli.robots.so100 import calibrate_so100
 
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
-    which = "leader" if leader else "follower"
-
-    prompted, pressed = threading.Event(), threading.Event()
-    start = time.monotonic()
-
-    def wait_for_middle() -> None:
-        if not fake:
-            input(f"Move the {which} arm to the middle of its range, then press Enter ")
-
-    def finished(progress: object) -> bool:
-        if fake:  # the simulated hand sweeps every joint within a few seconds
-            return time.monotonic() - start > FAKE_SWEEP_S
-        if not prompted.is_set():
-            prompted.set()
-            console.print("Move every joint through its whole range, then press Enter")
-            threading.Thread(target=lambda: (input(), pressed.set()), daemon=True).start()
-        return pressed.is_set()
-
-    path = calibrate_so100(robot_config, leader=leader, wait_for_middle=wait_for_middle, finished=finished)
+    path = run(robot_config, leader, say=console.print)
     console.print(f"wrote {path}")
