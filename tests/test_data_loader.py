@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -96,6 +99,33 @@ def test_a_padded_copy_trains_identically(dataset_dir, tmp_path):
         for key in ("state", "actions", "action_mask", "action_is_pad", "images", "image_mask"):
             assert torch.equal(a[key], b[key]), key
     assert dataset_stats(meta)["action"]["max"] == dataset_stats(load_meta(dataset_dir))["action"]["max"]
+
+
+def test_pad_and_the_loader_read_the_models_widths(dataset_dir, tmp_path):
+    padded = pad_dataset(dataset_dir, tmp_path / "padded", state_dim=10, action_dim=6)
+    meta = load_meta(padded)
+    assert (meta.dim("observation.state"), meta.dim("action")) == (10, 6)
+    windows = [WindowDataset([DataSource(d, "arm")], H, 16, state_dim=10, action_dim=6) for d in (dataset_dir, padded)]
+    for key in ("state", "actions", "action_mask"):
+        assert torch.equal(windows[0][7][key], windows[1][7][key]), key
+    assert windows[0][7]["state"].shape == (10,) and windows[0][7]["actions"].shape == (H, 6)
+    assert windows[0][7]["action_mask"].tolist() == [True] * 4 + [False] * 2
+    with pytest.raises(Evo1Error, match="8 dims, more than the model's state_dim 6") as err:
+        WindowDataset([DataSource(padded, "arm")], H, 16, state_dim=6)  # the native dims must fit, not the padded
+    assert err.value.field == "observation.state.native_dim" and err.value.path.endswith("meta/evo1_padding.json")
+    with pytest.raises(Evo1Error, match="has 8 dims, more than the state_dim 6 to pad to"):
+        pad_dataset(dataset_dir, tmp_path / "narrow", state_dim=6)
+
+
+def test_pad_command_takes_a_recipes_widths(dataset_dir, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {preset: tiny, state_dim: 8, action_dim: 5}\ndata: {groups: {a: {b: {path: x}}}}\n")
+    out = tmp_path / "padded"
+    args = ["dataset", "pad", str(dataset_dir), "--out", str(out), "--recipe", str(recipe)]
+    run = subprocess.run([sys.executable, "-m", "evo1cli", *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    meta = load_meta(out)
+    assert (meta.dim("observation.state"), meta.dim("action")) == (8, 5)
 
 
 def test_mixing_gives_each_source_its_weight(dataset_dir, tmp_path):

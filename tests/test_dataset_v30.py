@@ -149,7 +149,7 @@ def test_training_windows_stats_and_padding_on_v30(tmp_path):
     stats = dataset_stats(meta)
     assert stats["evo1"]["total_frames"] == 30
     assert np.isclose(stats["action"]["max"][0], 1.0)
-    padded = pad_dataset(NATIVE, tmp_path / "padded", dim=24)
+    padded = pad_dataset(NATIVE, tmp_path / "padded", state_dim=24, action_dim=24)
     copy, problems = validate(padded, decode=True)
     assert not problems.items, [str(p) for p in problems.items]
     assert copy.version == V30 and copy.dim("observation.state") == 24
@@ -226,7 +226,7 @@ def test_evo1_extras_survive_both_directions(tmp_path):
     make_dataset(tmp_path / "ds", lengths=(5, 4, 6), cameras=(CAMERA, WRIST))
     writer = DatasetWriter(tmp_path / "ds", 20, _vectors(), [Camera(CAMERA, 32, 32), Camera(WRIST, 32, 32)])
     _record(writer, 3, 4, seed=7, variation=3, success=True, joints=[0.5, 1.5])
-    padded = pad_dataset(tmp_path / "ds", tmp_path / "padded", dim=12)
+    padded = pad_dataset(tmp_path / "ds", tmp_path / "padded", state_dim=12, action_dim=12)
     v30 = convert_dataset(padded, tmp_path / "v30", V30)
     back = convert_dataset(v30.root, tmp_path / "v21", V21)
     for root in (v30.root, back.root):

@@ -54,6 +54,56 @@ def test_normal_is_not_clamped():
     assert Normalizer("normal", 1).normalize(np.array([11.0]), stats).item() == pytest.approx(5.0)
 
 
+# The edge cases the module's docstring states, one test each.
+EDGE = FeatureStats(
+    min=np.array([0.0, -2.0, 5.0]), max=np.array([4.0, 2.0, 5.0]),  # dim 2 is constant
+    mean=np.array([2.0, 0.0, 5.0]), std=np.array([1.0, 0.5, 0.0]),
+    q01=np.array([0.5, -1.0, 5.0]), q99=np.array([3.5, 1.0, 5.0]),
+)  # fmt: skip
+OUTSIDE = np.array([[9.0, -10.0, 5.0], [-3.0, 3.0, 5.0]])  # beyond every range of EDGE
+
+
+@pytest.mark.parametrize("mode", ["bounds", "bounds_q99"])
+def test_out_of_range_values_clamp_unless_clamping_is_off(mode):
+    clamped = Normalizer(mode, 3).normalize(OUTSIDE, EDGE)
+    assert torch.equal(clamped[:, :2], torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))  # the authors' behaviour
+    plain = Normalizer(mode, 3, clamp=False).normalize(OUTSIDE, EDGE)  # LeRobot's MIN_MAX
+    lo, hi = (EDGE.min, EDGE.max) if mode == "bounds" else (EDGE.q01, EDGE.q99)
+    expected = 2 * (OUTSIDE[:, :2] - lo[:2]) / (hi[:2] - lo[:2]) - 1
+    assert torch.allclose(plain[:, :2], torch.tensor(expected).float()) and plain.abs().max() > 1
+    back = Normalizer(mode, 3, clamp=False).denormalize(plain, EDGE).double().numpy()
+    assert np.allclose(back, OUTSIDE, atol=1e-5)  # unclamped, the map is exactly invertible
+
+
+def test_normal_never_clamps_and_the_way_back_never_does():
+    y = Normalizer("normal", 3, clamp=True).normalize(OUTSIDE, EDGE)
+    assert torch.allclose(y[:, :2], torch.tensor([[7.0, -20.0], [-5.0, 6.0]]))
+    wild = torch.tensor([[3.0, -2.0, 0.0]])  # a model output outside [-1, 1]
+    back = Normalizer("bounds", 3).denormalize(wild, EDGE)
+    assert torch.allclose(back, torch.tensor([[8.0, -4.0, 5.0]]))
+
+
+@pytest.mark.parametrize("mode", ["bounds", "bounds_q99", "normal"])
+@pytest.mark.parametrize("clamp", [True, False])
+def test_a_constant_dim_is_0_in_and_its_constant_out(mode, clamp):
+    norm = Normalizer(mode, 3, clamp)
+    y = norm.normalize(np.array([[1.0, 0.0, 5.0], [1.0, 0.0, 7.5]]), EDGE)  # 7.5: off the recorded constant
+    assert torch.equal(y[:, 2], torch.zeros(2))
+    back = norm.denormalize(torch.tensor([[0.0, 0.0, 0.9], [0.0, 0.0, -3.0]]), EDGE)
+    assert torch.equal(back[:, 2], torch.full((2,), 5.0))
+
+
+def test_padded_dims_are_exactly_0_and_ignored_on_the_way_back():
+    norm = Normalizer("bounds", 8)
+    y = norm.normalize(OUTSIDE, EDGE)
+    assert y.shape == (2, 8) and torch.equal(y[:, 3:], torch.zeros(2, 5))
+    noisy = y.clone()
+    noisy[:, 3:] = torch.randn(2, 5)  # whatever the model puts in padded dims
+    assert torch.equal(norm.denormalize(noisy, EDGE), norm.denormalize(y, EDGE))
+    with pytest.raises(Evo1Error, match="3 dims, more than the model's 2"):
+        Normalizer("bounds", 2).normalize(OUTSIDE, EDGE)  # never a silent crop
+
+
 def test_missing_metrics_are_errors():
     stats = FeatureStats(min=np.zeros(2), max=np.ones(2))
     with pytest.raises(Evo1Error, match="q01/q99"):

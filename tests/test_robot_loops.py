@@ -15,7 +15,10 @@ import time
 import numpy as np
 import pytest
 from conftest import Running
+from fake_events import ScriptedKeys, commands
 
+from evo1cli.collect.dataset import Layout, open_dataset
+from evo1cli.collect.teleop import HandGuiding, KeyboardJog, record_teleop
 from evo1cli.data.format import STAGING_DIR, load_meta
 from evo1cli.data.reader import read_episode
 from evo1cli.data.validate import validate
@@ -28,7 +31,6 @@ from evo1cli.robots.base import RobotError
 from evo1cli.robots.fakes.policies import Circle, Delayed
 from evo1cli.robots.rollout import Execution, check_chunk, load_replay, run_rollout
 from evo1cli.robots.session import RobotSession, load_robot
-from evo1cli.robots.teleop import HandGuiding, KeyboardJog, ScriptedKeys, open_robot_dataset, record_teleop
 from evo1cli.runtime.policy import open_policy
 
 SMALL = [f"cameras.{c}.{k}={v}" for c in ("base", "wrist") for k, v in (("width", 64), ("height", 48))]
@@ -54,7 +56,7 @@ def blind_xarm(watchdog: float = 0.5):
 
 def servo_targets(session) -> np.ndarray:
     """Every joint target that reached the simulated xArm (6 joints) since connecting."""
-    calls = session.arm.api.commands("set_servo_angle_j")
+    calls = commands(session.arm.api, "set_servo_angle_j")
     return np.array([c.arguments["angles"][:6] for c in calls if c.code == 0])
 
 
@@ -130,7 +132,7 @@ def test_dry_run_sends_nothing_but_checks_everything():
     with RobotSession(xarm(), dry_run=True) as robot:
         cadence = run_rollout(robot, Fn(lambda im, s, p: np.tile(s + turn, (5, 1))), "wave", Execution(3),
                               max_seconds=0.6)  # fmt: skip
-        assert len(servo_targets(robot)) == 0 and robot.arm.api.commands("set_gripper_position") == []
+        assert len(servo_targets(robot)) == 0 and commands(robot.arm.api, "set_gripper_position") == []
     # what the arm would have got still walks 3 deg per tick towards +50: 16 ticks are rate-limited
     assert cadence.queries >= 2 and cadence.interventions == {"max_step": min(cadence.ticks, 16)}
 
@@ -142,7 +144,7 @@ def test_a_stalled_policy_trips_the_watchdog_and_ends_the_loop():
 
     with RobotSession(xarm(watchdog=0.2)) as robot:
         cadence = run_rollout(robot, Fn(stalls), "wave", Execution(4, infer_timeout_s=0.3), max_seconds=5.0)
-        stops = robot.arm.api.commands("set_state")
+        stops = commands(robot.arm.api, "set_state")
     assert cadence.ended == "safety stop: watchdog" and cadence.interventions["watchdog"] == 1
     assert any(c.arguments.get("state") == 4 for c in stops)  # the arm was stopped
     assert cadence.seconds < 2.0
@@ -233,7 +235,7 @@ def test_ctrl_c_ends_the_loop_within_a_tick_even_while_waiting_for_the_policy(in
         finally:
             timer.cancel()
         ended = time.monotonic()
-        stops = robot.arm.api.commands("set_state")
+        stops = commands(robot.arm.api, "set_state")
     assert cadence.ended == "Ctrl-C" and signalled
     assert ended - signalled[0] < 0.5  # one tick is 33 ms; waiting for the policy would take 4.4 s more
     assert any(c.arguments.get("state") == 4 for c in stops)  # and the arm was stopped at once
@@ -241,7 +243,7 @@ def test_ctrl_c_ends_the_loop_within_a_tick_even_while_waiting_for_the_policy(in
 
 def test_a_recorded_episode_replays_through_the_safety_layer(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     with RobotSession(config) as robot:
         record_teleop(robot, HandGuiding(robot.arm), writer, "wave", 1, episode_s=0.6, reset_s=0)
     table = read_episode(load_meta(tmp_path / "ds"), 0)
@@ -266,7 +268,7 @@ def test_a_recorded_episode_replays_through_the_safety_layer(tmp_path):
 # ------------------------------------------------------------------------------------------ teleoperation
 def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     with RobotSession(config) as robot:
         summary = record_teleop(robot, HandGuiding(robot.arm), writer, "wave", 1, episode_s=0.8, reset_s=0)
     assert summary.kept == 1 and not summary.interrupted
@@ -280,7 +282,7 @@ def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
 
 def test_keys_discard_record_again_and_quit(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     # recording ticks: 5 -> d (discard), 10 -> r (discard, again at once), 15 -> s (save), 20 -> q (save, quit)
     keys = ScriptedKeys({5: "d", 10: "r", 15: "s", 20: "q"})
     with RobotSession(config) as robot:
@@ -385,7 +387,7 @@ def test_calibrate_so100_writes_lerobots_file(tmp_path, cache):
 
 def test_keyboard_jog_moves_the_picked_joint_through_the_safety_layer(tmp_path):
     config = xarm()
-    writer = open_robot_dataset(tmp_path / "ds", config)
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
     steps = np.array(config.limits.max_step) / 2  # 1.5 deg per press
     # tick 1: pick joint 2; ticks 2-5: four presses of +; tick 6: one -; tick 9: save and quit
     keys = ScriptedKeys({1: "2", 2: "+", 3: "=", 4: "+", 5: "+", 6: "-", 9: "q"})

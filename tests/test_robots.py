@@ -7,12 +7,14 @@ import time
 
 import numpy as np
 import pytest
+from fake_events import commands, inject_error
 
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotError
 from evo1cli.robots.config import default_config_path, load_robot_config
-from evo1cli.robots.fakes.xarm import xarm6_forward_kinematics
+from evo1cli.robots.fakes.xarm import FakeXArmAPI, xarm6_forward_kinematics
 from evo1cli.robots.safety import KINDS, SafetyLayer
+from evo1cli.robots.session import make_arm
 from evo1cli.robots.xarm6 import XArm6
 
 XARM = default_config_path("xarm6")
@@ -29,7 +31,7 @@ def homed():
     arms = []
 
     def make(*overrides: str) -> XArm6:
-        arm = XArm6(xarm_config(*overrides))
+        arm = make_arm(xarm_config(*overrides))
         arm.connect()
         arm.home()
         arms.append(arm)
@@ -149,13 +151,13 @@ def test_hostile_policy_never_reaches_the_arm(homed):
     lower, upper, max_step = (np.array(v) for v in (limits.lower, limits.upper, limits.max_step))
     safety = SafetyLayer(arm, arm.config)
     start = safety.start()
-    commands = hostile_commands(start, 1000)
-    sent = [safety.command(c) for c in commands]
+    hostile = hostile_commands(start, 1000)
+    sent = [safety.command(c) for c in hostile]
     safety.close()
 
     # What reached the (simulated) controller: every joint target and gripper target, in order.
-    joints = np.array([c.arguments["angles"] for c in fake.commands("set_servo_angle_j")])
-    grippers = np.array([start[6]] + [c.arguments["pos"] for c in fake.commands("set_gripper_position")[1:]])
+    joints = np.array([c.arguments["angles"] for c in commands(fake, "set_servo_angle_j")])
+    grippers = np.array([start[6]] + [c.arguments["pos"] for c in commands(fake, "set_gripper_position")[1:]])
     assert len(joints) == 1000 and all(c.code == 0 for c in fake.calls)
     assert np.all((lower[:6] <= joints) & (joints <= upper[:6]))
     assert np.all(np.abs(np.diff(np.vstack([start[:6], joints]), axis=0)) <= max_step[:6] + 1e-9)
@@ -166,7 +168,7 @@ def test_hostile_policy_never_reaches_the_arm(homed):
     # Counts, from an independent reading of the inputs: a hold re-sends the previous command unchanged.
     expected = dict.fromkeys(KINDS, 0)
     last = start
-    for command, out in zip(commands, sent, strict=True):
+    for command, out in zip(hostile, sent, strict=True):
         array = np.asarray(command, dtype=float) if _numeric(command) else None
         if array is None or array.shape != (7,):
             expected["shape"] += 1
@@ -211,7 +213,7 @@ def test_workspace_box_holds_commands_that_leave_it(homed):
     for _ in range(30):
         safety.command(safety.last_command + lift)
     safety.close()
-    targets = [c.arguments["angles"] for c in arm.api.commands("set_servo_angle_j")]
+    targets = [c.arguments["angles"] for c in commands(arm.api, "set_servo_angle_j")]
     heights = [xarm6_forward_kinematics(t)[2] for t in targets]
     assert max(heights) <= 450 and heights[-1] > 430
     assert safety.counts["workspace"] > 10 and targets[-1] == targets[-2]  # held at the last pose inside
@@ -231,14 +233,14 @@ def test_watchdog_stops_a_stalled_loop_within_a_tick(homed):
     deadline = time.monotonic() + 2
     while safety.stopped is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    stop = fake.commands("set_state")[-1]
-    last_command = fake.commands("set_servo_angle_j")[-1]
+    stop = commands(fake, "set_state")[-1]
+    last_command = commands(fake, "set_servo_angle_j")[-1]
     assert stop.arguments == {"state": 4} and fake.state == 4
     assert 0.2 - 0.005 <= stop.time - last_command.time <= 0.2 + TICK  # measured from arrival, logged after
     assert safety.stopped == "watchdog" and safety.counts["watchdog"] == 1
 
     assert safety.command(home) is None  # latched: nothing reaches the arm
-    assert fake.commands("set_servo_angle_j")[-1] is last_command
+    assert commands(fake, "set_servo_angle_j")[-1] is last_command
     np.testing.assert_allclose(safety.resume(), home)
     assert fake.mode == 1 and fake.state != 4 and safety.command(home) is not None
 
@@ -272,7 +274,7 @@ def test_ctrl_c_during_an_arm_call_stops_right_after_it(homed):
             super().send_joints(target)
             signal.raise_signal(signal.SIGINT)  # Ctrl-C lands while the SDK call is still on the stack
 
-    arm = Interrupted(xarm_config())
+    arm = Interrupted(xarm_config(), api_factory=FakeXArmAPI)
     arm.connect()
     fake = arm.api
     safety = SafetyLayer(arm, arm.config)
@@ -289,7 +291,7 @@ def test_arm_errors_latch_a_stop(homed):
     arm = homed()
     safety = SafetyLayer(arm, arm.config)
     home = safety.start()
-    arm.api.inject_error(31)
+    inject_error(arm.api, 31)
     with pytest.raises(RobotError, match="collision"):
         safety.command(home)
     assert safety.stopped.startswith("arm error") and safety.command(home) is None
@@ -299,7 +301,7 @@ def test_arm_errors_latch_a_stop(homed):
 
 
 def test_start_refuses_an_arm_far_outside_the_limits():
-    arm = XArm6(xarm_config("limits.upper=[270, 116, -10, 270, 180, 270, 850]"))
+    arm = make_arm(xarm_config("limits.upper=[270, 116, -10, 270, 180, 270, 850]"))
     arm.connect()  # the fake starts at all-zero joints: j3 = 0 is 10 deg above the upper limit
     with pytest.raises(RobotError, match=r"j3 is at 0, outside its limits \[-219, -10\]"):
         SafetyLayer(arm).start()
@@ -307,15 +309,15 @@ def test_start_refuses_an_arm_far_outside_the_limits():
 
 
 def test_move_to_streams_small_steps_to_the_goal():
-    arm = XArm6(xarm_config("watchdog_s=60"))
+    arm = make_arm(xarm_config("watchdog_s=60"))
     arm.connect()
     safety = SafetyLayer(arm)
     start = safety.start()
     safety.move_to(arm.config.home, max_step_scale=1.0)
     safety.close()
-    targets = np.array([c.arguments["angles"] for c in arm.api.commands("set_servo_angle_j")])
+    targets = np.array([c.arguments["angles"] for c in commands(arm.api, "set_servo_angle_j")])
     np.testing.assert_allclose(targets[-1], arm.config.home[:6])
     assert np.all(np.abs(np.diff(np.vstack([start[:6], targets]), axis=0)) <= 3 + 1e-9)
     assert len(targets) == 20  # j5's 60 degrees at 3 per tick
-    assert arm.api.commands("set_gripper_position")[-1].arguments["pos"] == 850
+    assert commands(arm.api, "set_gripper_position")[-1].arguments["pos"] == 850
     arm.disconnect()

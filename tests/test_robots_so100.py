@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scservo_sdk as scs
+from fake_events import FakeClock, corrupt_next_replies, fault, waypoint_hand
 
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import Limits, RobotConfig, RobotError
@@ -16,12 +17,10 @@ from evo1cli.robots.fakes.feetech import (
     OVERLOAD,
     SO100_CALIBRATION,
     VOLTAGE,
-    FakeClock,
     FakeFeetechBus,
     FakePortHandler,
     FakeSTS3215,
     so100_servos,
-    waypoint_hand,
 )
 from evo1cli.robots.feetech import (
     CONTROL_TABLE,
@@ -32,6 +31,7 @@ from evo1cli.robots.feetech import (
     save_calibration,
     unnormalize,
 )
+from evo1cli.robots.session import make_arm, make_leader
 from evo1cli.robots.so100 import SO100, SO100_JOINTS, SO100Connection, SO100Leader, calibrate_so100
 
 PORT, LEADER_PORT = "/dev/ttyACM0", "/dev/ttyACM1"
@@ -319,15 +319,15 @@ def test_servo_lost_during_a_session(arm, fake):
 
 
 def test_corrupted_reply_is_retried_once_then_reported(arm, fake):
-    fake.corrupt_next_replies(2, 1)
+    corrupt_next_replies(fake, 2, 1)
     assert arm.read_joints().shape == (6,)
-    fake.corrupt_next_replies(2, 2)  # the read and its retry
+    corrupt_next_replies(fake, 2, 2)  # the read and its retry
     with pytest.raises(RobotError, match=r"corrupted reply from motor 2 \(shoulder_lift\) on /dev/ttyACM0"):
         arm.read_joints()
 
 
 def test_overload_status_bit(arm, fake):
-    fake.servos[4].fault(OVERLOAD)
+    fault(fake.servos[4], OVERLOAD)
     with pytest.raises(
         RobotError, match=r"motor 4 \(wrist_flex\) on /dev/ttyACM0 reports overload \(status 0x20\)"
     ) as e:
@@ -337,7 +337,7 @@ def test_overload_status_bit(arm, fake):
 
 
 def test_status_bits_at_connect(tmp_path, calibrated, fake):
-    fake.servos[6].fault(VOLTAGE)
+    fault(fake.servos[6], VOLTAGE)
     with pytest.raises(RobotError, match=r"motor 6 \(gripper\) .* reports input voltage out of range") as e:
         SO100(so100_config(tmp_path), port_handler_factory=fake.port_handler).connect()
     assert e.value.code == VOLTAGE
@@ -395,12 +395,15 @@ def test_calibration_files_live_where_lerobot_keeps_them_except_for_a_simulation
 
 def test_fake_connection_needs_no_hardware_nor_calibration(tmp_path):
     config = so100_config(tmp_path / "none", fake=True)
-    arm, leader = SO100(config), SO100Leader(config)
+    with pytest.raises(RobotError, match="no simulated port was passed in"):
+        SO100(config)  # a driver never decides on its own to simulate
+    arm, leader = make_arm(config), make_leader(config)
     arm.connect()
     leader.connect()
     arm.send_joints(leader.read_joints())
-    assert arm.fake_bus is not leader.fake_bus and arm.fake_bus.port == "/dev/ttyACM0"
-    assert [w.id for w in arm.fake_bus.goal_log[-6:]] == [1, 2, 3, 4, 5, 6]
+    arm_bus, leader_bus = arm.bus.port_handler.bus, leader.bus.port_handler.bus  # the simulated lines
+    assert arm_bus is not leader_bus and (arm_bus.port, leader_bus.port) == (PORT, LEADER_PORT)
+    assert [w.id for w in arm_bus.goal_log[-6:]] == [1, 2, 3, 4, 5, 6]
     assert arm.read_joints().shape == (6,)
     leader.disconnect()
     arm.disconnect()

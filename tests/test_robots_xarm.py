@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from fake_events import commands, inject_error, inject_gripper_error
 
 from evo1cli.robots.base import RobotError
 from evo1cli.robots.config import default_config_path, load_robot_config
@@ -69,13 +70,13 @@ def test_connect_enables_and_enters_servo_mode_without_moving(arm):
 
 
 def test_connect_clears_a_recoverable_error_but_not_an_emergency_stop(clock):
-    arm = make_arm(clock, before_connect=lambda fake: fake.inject_error(31))
+    arm = make_arm(clock, before_connect=lambda fake: inject_error(fake, 31))
     arm.connect()
     assert arm.api.calls[0].method == "clean_error" and arm.api.state == 2
     arm.disconnect()
 
     fakes = []
-    arm = make_arm(clock, before_connect=lambda fake: (fake.inject_error(1), fakes.append(fake)))
+    arm = make_arm(clock, before_connect=lambda fake: (inject_error(fake, 1), fakes.append(fake)))
     with pytest.raises(RobotError, match=r"C1 emergency stop .*release it, then reconnect") as info:
         arm.connect()
     assert info.value.code == 1 and arm.api is None and not fakes[0].connected  # closed again
@@ -95,25 +96,25 @@ def test_home_is_one_planned_move_then_servo_mode(arm, clock):
     start = clock()
     arm.home()
     fake = arm.api
-    (move,) = fake.commands("set_servo_angle")
+    (move,) = commands(fake, "set_servo_angle")
     assert move.arguments == {"angle": list(HOME[:6]), "speed": 30, "is_radian": False, "wait": True}
     assert move.time - start == pytest.approx(60 / 30)  # j5's 60 degrees at 30 deg/s, waited for
     np.testing.assert_allclose(arm.read_joints(), HOME)
-    modes = [c.arguments["mode"] for c in fake.commands("set_mode")]
+    modes = [c.arguments["mode"] for c in commands(fake, "set_mode")]
     assert modes == [1, 0, 1] and fake.mode == 1
 
 
 def test_streamed_targets_follow_at_the_joint_speed_limit(arm, clock):
     target = np.array([20, -10, -5, 0, 10, 0, 400.0])
     arm.send_joints(target)
-    (servo,) = arm.api.commands("set_servo_angle_j")
+    (servo,) = commands(arm.api, "set_servo_angle_j")
     assert servo.arguments == {"angles": list(target[:6]), "is_radian": False}
     clock.now += 0.1  # 180 deg/s: 18 degrees in 0.1 s
     np.testing.assert_allclose(arm.read_joints()[:6], [18, -10, -5, 0, 10, 0])
     clock.now += 1.0
     np.testing.assert_allclose(arm.read_joints(), target)
     arm.send_joints(target + np.array([1, 0, 0, 0, 0, 0, 0.2]))  # gripper change below its deadband
-    assert [c.arguments["pos"] for c in arm.api.commands("set_gripper_position")] == [400]
+    assert [c.arguments["pos"] for c in commands(arm.api, "set_gripper_position")] == [400]
 
 
 def test_stop_and_resume(arm, clock):
@@ -132,7 +133,7 @@ def test_stop_and_resume(arm, clock):
     [(31, "C31 collision"), (2, "C2 emergency stop"), (23, "C23 joint limit"), (22, "C22 self-collision")],
 )
 def test_controller_errors_are_named_plainly(arm, code, words):
-    arm.api.inject_error(code)
+    inject_error(arm.api, code)
     with pytest.raises(RobotError, match=rf"set_servo_angle_j failed \(code 1: the controller has an error\): {words}"):
         arm.send_joints(np.zeros(7))
     with pytest.raises(RobotError, match=words) as info:
@@ -145,7 +146,7 @@ def test_controller_errors_are_named_plainly(arm, code, words):
 def test_sdk_range_check_and_gripper_fault(arm):
     with pytest.raises(RobotError, match="code -8: target outside the joint range"):
         arm.send_joints(np.array([0, 150, 0, 0, 0, 0, 0.0]))  # past j2's 120 degrees: the SDK refuses
-    arm.api.inject_gripper_error(11)
+    inject_gripper_error(arm.api, 11)
     with pytest.raises(RobotError, match=r"get_gripper_position failed .*the gripper has a fault"):
         arm.read_joints()
 
@@ -156,7 +157,7 @@ def test_wrong_mode_commands_are_ignored_by_the_controller(arm, clock):
     fake.set_state(0)
     arm.send_joints(np.array([30, 0, 0, 0, 0, 0, 0.0]))  # code 0, as the SDK returns, but nothing moves
     clock.now += 1
-    assert fake.commands("set_servo_angle_j")[-1].accepted is False and arm.read_joints()[0] == 0
+    assert commands(fake, "set_servo_angle_j")[-1].accepted is False and arm.read_joints()[0] == 0
 
 
 def test_teach_mode_records_a_hand_guided_motion(arm, clock):
@@ -179,7 +180,7 @@ def test_teach_mode_records_a_hand_guided_motion(arm, clock):
     assert np.all(np.diff(recorded[:, 0]) > 0)
     arm.teach_mode(False)
     clock.now += 1
-    assert fake.mode == 1 and not fake.commands("set_servo_angle_j")
+    assert fake.mode == 1 and not commands(fake, "set_servo_angle_j")
     np.testing.assert_allclose(arm.read_joints()[:6], path[-1])  # it stays where the hand left it
 
 
@@ -195,7 +196,7 @@ def test_disconnect_is_idempotent_and_holds_the_arm(arm):
     arm.disconnect()
     arm.disconnect()
     arm.stop()  # safe when not connected
-    assert not fake.connected and fake.commands("set_state")[-1].arguments == {"state": 4}
-    assert fake.commands("set_gripper_enable")[-1].arguments == {"enable": True}  # keeps its grip
+    assert not fake.connected and commands(fake, "set_state")[-1].arguments == {"state": 4}
+    assert commands(fake, "set_gripper_enable")[-1].arguments == {"enable": True}  # keeps its grip
     with pytest.raises(RobotError, match="not connected"):
         arm.read_joints()

@@ -165,6 +165,28 @@ def test_cli_rejects_bad_recipes_in_one_line_and_writes_nothing(dataset, tmp_pat
     assert "Traceback" not in result.stderr and not out.exists()
 
 
+# ---------------------------------------------------------------------------------------------- padded widths
+def test_a_model_at_the_datasets_native_width_trains_and_predicts(dataset, tmp_path):
+    raw = recipe_dict(dataset, tmp_path / "run", **{"model.state_dim": 8, "model.action_dim": 4, "stage1.steps": 3})
+    result = train(parse_recipe(raw), stages=(1,))[0]
+    policy = load_policy(result.checkpoint)
+    assert (policy.config.state_dim, policy.config.action_dim) == (8, 4)  # the checkpoint records its widths
+    assert policy.action_head.state_encoder.fc1.linear.in_features == 8
+    obs = Observation([torch.zeros(32, 32, 3, dtype=torch.uint8).numpy()], "reach the goal", [0.0] * 8)
+    assert policy.predict([obs])[0].shape == (8, 4)
+
+
+def test_a_dataset_wider_than_the_model_is_refused_in_one_line_before_anything_is_written(dataset, tmp_path):
+    out = tmp_path / "out"
+    path = write_recipe(tmp_path / "r.yaml", recipe_dict(dataset, out, **{"model.action_dim": 2}))
+    expect = f"{dataset / 'meta/info.json'}: features.action.shape: 4 dims, more than the model's action_dim 2"
+    for args in (["--check"], []):
+        result = run_cli("train", "--recipe", path, *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and expect in lines[0], result.stderr
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------- optimisation
 def test_no_decay_groups_and_frozen_parameters(tiny_policy):
     tiny_policy.freeze_backbone(True)

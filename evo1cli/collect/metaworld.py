@@ -12,45 +12,26 @@ prompt of the paper's Table 3.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from evo1cli.data.format import ACTION, STATE, vector_feature
-from evo1cli.data.writer import Camera, DatasetWriter
+from evo1cli.collect.dataset import Layout, Recorder, RecordingSummary, open_dataset
+from evo1cli.data.writer import DatasetWriter
 from evo1cli.sim.metaworld import (
-    ACTION_DIM,
     CAMERA,
     MAX_PATH_LENGTH,
-    STATE_DIM,
     MetaWorldEnv,
     ScriptedExpert,
     episode_variation,
 )
 
 FPS = 80  # Meta-World's control rate: frame_skip 5 x timestep 2.5 ms
-STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper", "obj_x", "obj_y", "obj_z", "obj_qw"]
-ACTION_NAMES = ["dx", "dy", "dz", "gripper"]
+STATE_NAMES = ("hand_x", "hand_y", "hand_z", "gripper", "obj_x", "obj_y", "obj_z", "obj_qw")
+ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 
 
-@dataclass
-class CollectSummary:
-    kept: int = 0
-    failed: int = 0  # episodes the expert did not solve (dropped unless kept)
-    frames: int = 0
-
-
-def image_key(camera: str) -> str:
-    return f"observation.images.{camera}"
-
-
-def open_dataset(out: str | Path, image_size: int, cameras: list[str], version: str | None = None) -> DatasetWriter:
-    return DatasetWriter(
-        out,
-        FPS,
-        {STATE: vector_feature(STATE_DIM, STATE_NAMES), ACTION: vector_feature(ACTION_DIM, ACTION_NAMES)},
-        [Camera(image_key(c), image_size, image_size) for c in cameras],
-        robot_type="metaworld_sawyer",
-        version=version,
+def layout(image_size: int, cameras: tuple[str, ...]) -> Layout:
+    return Layout(
+        FPS, STATE_NAMES, ACTION_NAMES, tuple((c, image_size, image_size) for c in cameras), "metaworld_sawyer"
     )
 
 
@@ -67,11 +48,11 @@ def collect(
     fast_render: bool = False,
     progress: Callable[[int, int], None] | None = None,
     version: str | None = None,
-) -> CollectSummary:
+) -> RecordingSummary:
     """Record `episodes` successful expert episodes per task into `out` (created in layout `version`, v2.1 by
     default, or appended to in its own layout)."""
-    writer = open_dataset(out, image_size, list(cameras), version)
-    summary = CollectSummary()
+    writer = open_dataset(out, layout(image_size, cameras), version)
+    summary = RecordingSummary()
     total = episodes * len(tasks)
     for task in tasks:
         expert = ScriptedExpert(task)
@@ -108,16 +89,15 @@ def _record(
 ) -> tuple[bool, int]:
     obs = env.reset()
     success = False
-    with writer.episode() as episode:
+    with Recorder(writer, env.prompt) as episode:
         for _ in range(max_steps):
             action = expert(obs)
-            images = {image_key(c): env.image(c) for c in cameras}
-            episode.add_frame({STATE: env.state(obs), ACTION: action}, images, env.prompt)
+            episode.add(env.state(obs), action, {c: env.image(c) for c in cameras})
             obs, solved, truncated = env.step(action)
             success = success or solved
             if (success and until_success) or truncated:
                 break
-        length = episode.length
+        length = episode.frames
         if success or keep_failures:
             episode.commit(
                 task=env.task,

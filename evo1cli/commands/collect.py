@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 
 from evo1cli.commands.deploy import HELP
 from evo1cli.commands.output import console, print_json, progress
 from evo1cli.errors import Evo1Error
+
+if TYPE_CHECKING:
+    from evo1cli.collect.dataset import RecordingSummary
+    from evo1cli.collect.teleop import TeleopOptions
 
 ROBOTS = ("metaworld", "xarm6", "so100")
 
@@ -75,22 +77,51 @@ def collect(
     """
     if robot not in ROBOTS:
         raise Evo1Error(f"must be one of {', '.join(ROBOTS)}, got {robot!r}", field="--robot")
-    if robot != "metaworld":
-        if not task:
-            raise Evo1Error("give the demonstrations' instruction, e.g. --task 'Pick up the cube'", field="--task")
-        options = TeleopOptions(episode_time, reset_time, teleop, view)
-        collect_robot(robot, task, episodes, out, options, config, overrides, fake, as_json, layout)
-        return
-    task = task or "reach-v3"
+    if robot == "metaworld":
+        tasks, result = _metaworld(
+            out, task or "reach-v3", episodes, resolution, cameras, seed, max_steps, full_length, keep_failures,
+            fast_render, layout,
+        )  # fmt: skip
+        about, dropped = {"tasks": tasks}, f"{result.failed} unsolved episode(s) dropped"
+    else:
+        from evo1cli.collect.teleop import TeleopOptions
+
+        options = TeleopOptions(episodes, episode_time, reset_time, teleop, view, layout)
+        result = _teleop(robot, task, out, options, config, overrides, fake)
+        about, dropped = (
+            {"robot": robot, "task": task},
+            f"{result.discarded} discarded; {result.over_budget} ticks over budget",
+        )
+    if as_json:
+        print_json({"out": str(out), **about, **vars(result)})
+    else:
+        console.print(f"wrote {result.kept} episodes ({result.frames} frames) to {out}; {dropped}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def _metaworld(
+    out: Path,
+    task: str,
+    episodes: int,
+    resolution: int,
+    cameras: str,
+    seed: int,
+    max_steps: int,
+    full_length: bool,
+    keep_failures: bool,
+    fast_render: bool,
+    layout: str | None,
+) -> tuple[list[str], RecordingSummary]:
     if episodes < 1 or resolution < 16 or max_steps < 1:
         raise Evo1Error("--episodes and --max-steps must be >= 1 and --resolution >= 16", field="options")
-    from evo1cli.collect.metaworld import collect as run
+    from evo1cli.collect.metaworld import collect
     from evo1cli.sim.metaworld_tasks import resolve_tasks
 
     tasks = resolve_tasks(task)
     try:
-        with progress(f"collecting {robot} episodes") as update:
-            summary = run(
+        with progress("collecting metaworld episodes") as update:
+            summary = collect(
                 out,
                 tasks,
                 episodes,
@@ -107,93 +138,29 @@ def collect(
     except KeyboardInterrupt:
         console.print(f"interrupted: every episode finished before Ctrl-C is saved in {out}; run again to append")
         raise typer.Exit(130) from None
-    if as_json:
-        print_json({"out": str(out), "tasks": tasks, **vars(summary)})
-    else:
-        console.print(
-            f"wrote {summary.kept} episodes ({summary.frames} frames) to {out}; "
-            f"{summary.failed} unsolved episode(s) dropped"
-        )
+    return tasks, summary
 
 
-@dataclass(frozen=True)
-class TeleopOptions:
-    episode_time: float
-    reset_time: float
-    teleop: str | None  # None: the robot's default
-    view: bool
-
-
-def collect_robot(
+def _teleop(
     robot: str,
-    task: str,
-    episodes: int,
+    task: str | None,
     out: Path,
     options: TeleopOptions,
     config: Path | None,
     overrides: list[str],
     fake: bool,
-    as_json: bool,
-    layout: str | None = None,
-) -> None:
-    """Teleoperation on a real (or `--fake`) arm; see `evo1cli.robots.teleop`."""
+) -> RecordingSummary:
+    if not task:
+        raise Evo1Error("give the demonstrations' instruction, e.g. --task 'Pick up the cube'", field="--task")
+    if options.episodes < 1 or options.episode_s <= 0 or options.reset_s < 0:
+        raise Evo1Error("--episodes >= 1, --episode-time > 0 and --reset-time >= 0", field="options")
     from rich.console import Console
     from rich.live import Live
 
-    from evo1cli.robots.session import RobotSession, load_robot, make_leader
-    from evo1cli.robots.teleop import (
-        HandGuiding,
-        KeyboardJog,
-        LeaderArm,
-        NoKeys,
-        TerminalKeys,
-        open_robot_dataset,
-        record_teleop,
-    )
-    from evo1cli.robots.view import CameraView
+    from evo1cli.collect.teleop import collect_teleop
+    from evo1cli.robots.session import load_robot
 
-    if episodes < 1 or options.episode_time <= 0 or options.reset_time < 0:
-        raise Evo1Error("--episodes >= 1, --episode-time > 0 and --reset-time >= 0", field="options")
-    mode = options.teleop or ("leader" if robot == "so100" else "hand")
-    allowed = ("leader", "keyboard") if robot == "so100" else ("hand", "keyboard")
-    if mode not in allowed:
-        raise Evo1Error(f"{robot} teleoperation is one of {', '.join(allowed)}, got {mode!r}", field="--teleop")
-    keys = TerminalKeys() if TerminalKeys.available() else None
-    if mode == "keyboard" and keys is None:
-        raise Evo1Error("keyboard teleoperation needs an interactive terminal", field="--teleop")
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
-    view = CameraView() if options.view else None
-    with RobotSession(robot_config) as session, contextlib.ExitStack() as stack:
-        writer = open_robot_dataset(out, robot_config, layout)  # once connected: a failed connection leaves no dataset
-        if mode == "leader":
-            source = LeaderArm(make_leader(robot_config))
-        elif mode == "hand":
-            source = HandGuiding(session.arm)
-        else:
-            source = KeyboardJog(np.array(robot_config.limits.max_step) / 2)
-        active = stack.enter_context(keys.active()) if keys is not None else NoKeys()
-        display = Console(stderr=True)  # stdout stays clean for --json
-        live = stack.enter_context(Live(console=display, transient=True, refresh_per_second=4))
-        jog = "; 1-9 pick a joint, +/- move it" if mode == "keyboard" else ""
-        display.print(f"{robot}: {source.name}; keys: s/space save, d discard, r again, q quit{jog}; Ctrl-C stops")
-
-        def status(phase: str, kept: int, seconds: float) -> None:
-            line = f"episode {kept + 1}/{episodes}: {phase} {seconds:5.1f} s"
-            live.update(line)
-            if view is not None:
-                view.show(session.read_images(), line)
-
-        summary = record_teleop(
-            session, source, writer, task, episodes, options.episode_time, options.reset_time, active, status
-        )
-        if view is not None:
-            view.close()
-    if as_json:
-        print_json({"out": str(out), "robot": robot, "task": task, **vars(summary)})
-    else:
-        console.print(
-            f"wrote {summary.kept} episodes ({summary.frames} frames) to {out}; {summary.discarded} discarded; "
-            f"{summary.over_budget} ticks over budget"
-        )
-    if summary.interrupted:
-        raise typer.Exit(130)
+    display = Console(stderr=True)  # stdout stays clean for --json
+    with Live(console=display, transient=True, refresh_per_second=4) as live:
+        return collect_teleop(robot_config, task, out, options, say=display.print, status=live.update)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from evo1cli.commands.output import console, print_json, progress
+from evo1cli.errors import Evo1Error
 
 app = typer.Typer(
     help="Check, describe, compute stats of, pad and convert LeRobot v2.1 and v3.0 datasets.", no_args_is_help=True
@@ -108,21 +109,32 @@ def info(
 @app.command("stats")
 def stats(
     root: Path = typer.Argument(..., help="Dataset directory."),
+    relative_horizon: int | None = typer.Option(
+        None, "--relative-horizon", help="Action stats of relative targets a[t+k] - s[t], k < H (relative_actions)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON too."),
 ) -> None:
     """Per-dim min, max, mean, std, q01, q99 of state and action over all frames, exactly.
 
     Streams episode by episode, so datasets larger than memory work. Writes meta/evo1_stats.json;
-    LeRobot's meta/stats.json is never touched.
+    LeRobot's meta/stats.json is never touched. A model trained with relative_actions normalises
+    its targets, a[t+k] - s[t] for k < horizon, with their own stats: --relative-horizon H computes
+    those (training computes them itself when the file holds others).
 
-    Example:  evo1 dataset stats data/reach
+    Examples:
+
+      evo1 dataset stats data/reach
+
+      evo1 dataset stats data/cube --relative-horizon 50
     """
     from evo1cli.data.format import load_meta
     from evo1cli.data.stats import dataset_stats, write_stats
 
+    if relative_horizon is not None and relative_horizon < 1:
+        raise Evo1Error(f"must be >= 1, got {relative_horizon}", field="--relative-horizon")
     meta = load_meta(root)
     with progress("computing stats"):
-        result = dataset_stats(meta)
+        result = dataset_stats(meta, relative_horizon=relative_horizon)
     path = write_stats(meta, result)
     if as_json:
         print_json(result)
@@ -140,17 +152,40 @@ def stats(
 def pad(
     root: Path = typer.Argument(..., help="Dataset directory."),
     out: Path = typer.Option(..., "--out", help="Directory of the padded copy (must not exist)."),
-    dim: int = typer.Option(24, "--dim", help="Dims to pad state and action to."),
+    dim: int | None = typer.Option(None, "--dim", help="Dims to pad both state and action to."),
+    recipe: Path | None = typer.Option(
+        None, "--recipe", help="Pad to this recipe's model widths (model.state_dim, model.action_dim)."
+    ),
 ) -> None:
-    """Write a copy with state and action zero-padded to --dim, native dims recorded.
+    """Write a copy with state and action zero-padded, native dims recorded.
 
-    Example:  evo1 dataset pad data/reach --out data/reach-24
+    The widths are the model config's state_dim and action_dim: 24 each by default, a recipe's with
+    --recipe, or --dim for both. Training pads to the model's widths by itself; a padded copy is for
+    tools that want fixed-width vectors.
+
+    Examples:
+
+      evo1 dataset pad data/reach --out data/reach-24
+
+      evo1 dataset pad data/reach --out data/reach-8 --recipe recipes/my-arm.yaml
     """
     from evo1cli.data.pad import pad_dataset
+    from evo1cli.model.config import MAX_DIM, Evo1Config
 
+    if dim is not None and recipe is not None:
+        raise Evo1Error("give --dim or --recipe, not both", field="--dim")
+    if dim is not None and not 0 < dim <= MAX_DIM:
+        raise Evo1Error(f"must be between 1 and {MAX_DIM}, got {dim}", field="--dim")
+    if recipe is not None:
+        from evo1cli.train.recipe import load_recipe
+
+        model = load_recipe(recipe, check_paths=False).model
+        widths = (model.state_dim, model.action_dim)
+    else:
+        widths = (dim, dim) if dim is not None else (Evo1Config().state_dim, Evo1Config().action_dim)
     with progress("padding episodes") as update:
-        pad_dataset(root, out, dim, progress=update)
-    console.print(f"wrote {out} (state and action padded to {dim} dims)")
+        pad_dataset(root, out, state_dim=widths[0], action_dim=widths[1], progress=update)
+    console.print(f"wrote {out} (state padded to {widths[0]} dims, action to {widths[1]})")
 
 
 @app.command("convert")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import typer
@@ -11,9 +9,6 @@ import typer
 from evo1cli.commands.output import console, err_console, print_json
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
-
-FAKE_SWEEP_S = 3.0
-
 
 HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate` share
     "config": "Robot configuration YAML (default: the packaged one for the robot).",
@@ -67,10 +62,10 @@ def deploy(
 
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
+    from evo1cli.collect.dataset import Layout, Recorder, open_dataset
     from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
-    from evo1cli.robots.teleop import Recorder, open_robot_dataset
     from evo1cli.runtime.policy import open_policy
 
     if sum(x is not None for x in (checkpoint, server, replay)) != 1:
@@ -96,7 +91,8 @@ def deploy(
     execution = Execution(steps, inference, blend, lead)
     try:
         with RobotSession(robot_config, dry_run=dry_run) as session:
-            writer = open_robot_dataset(record, robot_config) if record is not None else None  # once connected
+            layout = Layout.of_robot(robot_config)
+            writer = open_dataset(record, layout) if record is not None else None  # once connected
             if home and not dry_run:
                 err_console.print("moving home ...")
                 session.safety.move_to(robot_config.home)
@@ -177,27 +173,9 @@ def calibrate(
     """
     if robot != "so100":
         raise Evo1Error("only the so100 is calibrated (the xArm6 controller knows its own joints)", field="robot")
+    from evo1cli.robots.session import calibrate as run
     from evo1cli.robots.session import load_robot
-    from evo1cli.robots.so100 import calibrate_so100
 
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
-    which = "leader" if leader else "follower"
-
-    prompted, pressed = threading.Event(), threading.Event()
-    start = time.monotonic()
-
-    def wait_for_middle() -> None:
-        if not fake:
-            input(f"Move the {which} arm to the middle of its range, then press Enter ")
-
-    def finished(progress: object) -> bool:
-        if fake:  # the simulated hand sweeps every joint within a few seconds
-            return time.monotonic() - start > FAKE_SWEEP_S
-        if not prompted.is_set():
-            prompted.set()
-            console.print("Move every joint through its whole range, then press Enter")
-            threading.Thread(target=lambda: (input(), pressed.set()), daemon=True).start()
-        return pressed.is_set()
-
-    path = calibrate_so100(robot_config, leader=leader, wait_for_middle=wait_for_middle, finished=finished)
+    path = run(robot_config, leader, say=console.print)
     console.print(f"wrote {path}")

@@ -36,8 +36,8 @@ def init(
     random: bool = typer.Option(False, "--random", help="Random backbone weights (no download)."),
     backbone_path: str | None = typer.Option(None, help="Hub id or local directory of InternVL3 weights."),
     stats: Path | None = typer.Option(None, help="norm_stats.json to carry; default: identity stats."),
-    state_dim: int = typer.Option(24, help="Native state dims of the identity stats."),
-    action_dim: int = typer.Option(24, help="Native action dims of the identity stats."),
+    state_dim: int | None = typer.Option(None, help="Native state dims of the identity stats [the model's width]."),
+    action_dim: int | None = typer.Option(None, help="Native action dims of the identity stats [the model's width]."),
     seed: int = typer.Option(0, help="Seed of the random initialisation."),
     dtype: str = typer.Option("float32", help="float32 or bfloat16."),
 ) -> None:
@@ -61,7 +61,8 @@ def init(
         table = StatsTable.load(stats)
     else:
         table = StatsTable()
-        table.add("default", "default", NormStats.identity(state_dim, action_dim))
+        dims = (state_dim or config.state_dim, action_dim or config.action_dim)
+        table.add("default", "default", NormStats.identity(*dims))
     policy = Evo1Policy.build(config, _dtype(dtype), table)
     save_policy(policy, out)
     console.print(f"wrote {out} ({_count(policy):,} parameters, preset {preset})")

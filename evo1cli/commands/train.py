@@ -26,7 +26,9 @@ def train(
     init: Path | None = typer.Option(
         None, "--init", help="Start the first stage run from this checkpoint (evo1, authors', LeRobot or hub id)."
     ),
-    check: bool = typer.Option(False, "--check", help="Validate the recipe and its datasets, then stop."),
+    check: bool = typer.Option(
+        False, "--check", help="Validate the recipe and check that its datasets fit the model, then stop."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary for machines."),
 ) -> None:
     """Train a policy: stage 1 (backbone frozen), then stage 2 (everything), per a recipe.
@@ -52,13 +54,11 @@ def train(
     if out is not None:
         overrides = [*overrides, f"output={out}"]
     parsed = load_recipe(recipe, overrides)
+    from evo1cli.train.trainer import check_datasets
     from evo1cli.train.trainer import train as run
 
     if check:
-        from evo1cli.data.format import load_meta
-
-        for group in parsed.data.groups:
-            load_meta(group.path)
+        check_datasets(parsed)
         console.print(f"{recipe}: valid ({len(parsed.data.groups)} dataset(s), output {parsed.output})")
         return
     if init is not None:

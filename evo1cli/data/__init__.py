@@ -8,8 +8,8 @@ writer.py    episodes staged and committed atomically, in either layout; appendi
 convert.py   v2.1 <-> v3.0 conversion (remux, never re-encode), and rewriting a dataset in its own layout
 reader.py    episode tables (state, action, timestamps) as numpy arrays
 validate.py  every check `evo1 dataset validate` makes
-stats.py     exact per-frame statistics, streamed, with exact quantiles
-pad.py       a copy with state and action zero-padded to 24 dims
+stats.py     exact statistics, streamed, with exact quantiles; relative-action targets; fit to a model's widths
+pad.py       a copy with state and action zero-padded to a model's widths (24 by default)
 loader.py    training windows (state, H actions, views, prompt) for a torch DataLoader
 augment.py   the training image augmentation, in torch
 """

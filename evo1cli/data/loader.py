@@ -1,17 +1,26 @@
 """Training windows from one or more datasets (LeRobot v2.1 or v3.0), for a torch DataLoader.
 
 A window starts at every frame t of every episode (n windows for an n-frame episode):
-    state       the state at t                       normalised per (embodiment, dataset), padded to 24
-    actions     actions t .. t+H-1                   likewise; steps past the episode's end repeat the
-    action_is_pad  True for those steps              last action and are flagged, so the loss skips them
+    state       the state at t                       normalised per (embodiment, dataset), padded to the
+                                                     model's state_dim
+    actions     actions t .. t+H-1                   likewise (to action_dim); with relative actions the
+                                                     targets a_{t+k} - s_t; steps past the episode's end
+    action_is_pad  True for those steps              repeat the last action and are flagged, so the loss
+                                                     skips them
     images      each configured view's frame at t    resized to the model's size (bicubic, antialiased),
                                                      augmented when training; uint8 until collation
     prompt      the frame's task
 
-Tables are read once, up front, and normalised (a few bytes per frame). Video frames are read on demand
-by random access (`FrameReader`: seek to the keyframe before the frame, decode at most a GOP; in a v3.0
-file shared by many episodes, at the episode's span start + t), with the decoders kept open per worker.
-`collate` turns samples into the model's `Batch`.
+Every model-side parameter (horizon, image size, view slots, normalisation mode and clamping, padded
+widths, relative actions) comes from the model's `Evo1Config` (`from_config`), the one the checkpoint
+records and `predict` reads, so the two halves of each transform cannot disagree. A dataset wider than
+the padded widths is refused on one line naming its file and field (`evo1cli.data.stats.fitted_dims`).
+
+Tables are read once, up front, and normalised (a few bytes per frame); relative action targets depend
+on the window's state, so they are normalised per window. Video frames are read on demand by random
+access (`FrameReader`: seek to the keyframe before the frame, decode at most a GOP; in a v3.0 file shared
+by many episodes, at the episode's span start + t), with the decoders kept open per worker. `collate`
+turns samples into the model's `Batch`.
 """
 
 from __future__ import annotations
@@ -29,13 +38,14 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from evo1cli.data.augment import Augmentation
 from evo1cli.data.format import ACTION, INFO_PATH, STATE, DatasetMeta, load_meta
 from evo1cli.data.reader import read_episode
-from evo1cli.data.stats import native_dims, norm_stats
+from evo1cli.data.stats import fitted_dims, norm_stats
 from evo1cli.data.video import FrameReader
 from evo1cli.errors import Evo1Error
 from evo1cli.model.config import MAX_DIM, Evo1Config
 from evo1cli.model.images import normalize_pixels, resize_uint8
-from evo1cli.model.normalization import Normalizer, StatsTable
+from evo1cli.model.normalization import Normalizer, NormStats, StatsTable
 from evo1cli.model.policy import Batch
+from evo1cli.model.relative_actions import to_relative
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,9 @@ class DataSource:
 
 @dataclass
 class _Episode:
-    state: torch.Tensor  # (n, 24) normalised, padded
-    action: torch.Tensor  # (n, 24)
+    state: torch.Tensor  # (n, state_dim) normalised, padded
+    raw_state: torch.Tensor  # (n, native state dims) float64
+    action: torch.Tensor  # (n, action_dim) normalised, padded; relative actions: (n, native) raw, float64
     timestamp: np.ndarray  # (n,)
     prompts: list[str]  # per frame
 
@@ -67,7 +78,7 @@ class _Source:
     meta: DatasetMeta
     views: list[str | None]
     episodes: list[_Episode]
-    action_dim: int
+    norm: NormStats
 
 
 class FrameCache:
@@ -98,6 +109,22 @@ class FrameCache:
             self.bytes -= self._frames.popitem(last=False)[1].numel()
 
 
+def check_source(
+    spec: DataSource, num_views: int, state_dim: int, action_dim: int, relative_actions: bool
+) -> tuple[DatasetMeta, list[str | None], dict[str, int]]:
+    """A source's metadata, camera per view slot and native dims, checked against the model's view slots,
+    padded widths and action representation (what `evo1 train --check` checks, without reading episodes)."""
+    meta = load_meta(spec.path)
+    views = list(spec.views) if spec.views is not None else list(meta.video_keys)
+    if len(views) > num_views:
+        raise Evo1Error(f"{len(views)} views but the model has {num_views} slots", path=spec.path, field="views")
+    for view in views:
+        if view is not None and view not in meta.video_keys:
+            known = ", ".join(meta.video_keys) or "none"
+            raise Evo1Error(f"no camera {view!r} (cameras: {known})", path=spec.path / INFO_PATH, field="views")
+    return meta, views, fitted_dims(meta, state_dim, action_dim, relative_actions)
+
+
 class WindowDataset(Dataset):
     """Windows of (state, H actions, views, prompt) from every frame of every source."""
 
@@ -111,6 +138,11 @@ class WindowDataset(Dataset):
         augmentation: Augmentation | None = None,
         stats: StatsTable | None = None,
         cache_bytes: int = 256 * 2**20,
+        *,
+        state_dim: int = MAX_DIM,
+        action_dim: int = MAX_DIM,
+        clamp: bool = True,
+        relative_actions: bool = False,
     ):
         if not sources:
             raise Evo1Error("at least one dataset is needed", field="datasets")
@@ -118,13 +150,16 @@ class WindowDataset(Dataset):
         self.image_size = image_size
         self.num_views = num_views
         self.augmentation = augmentation
+        self.relative_actions = relative_actions
+        self.state_norm = Normalizer(normalization, state_dim, clamp)
+        self.action_norm = Normalizer(normalization, action_dim, clamp)
         self.stats = StatsTable()
         self.reader = FrameReader()
         self.cache = FrameCache(cache_bytes)
         self.sources: list[_Source] = []
         index: list[np.ndarray] = []
         for s, spec in enumerate(sources):
-            source = self._load(spec, normalization, stats)
+            source = self._load(spec, stats)
             self.sources.append(source)
             for e, ep in enumerate(source.episodes):
                 n = len(ep.timestamp)
@@ -140,6 +175,7 @@ class WindowDataset(Dataset):
         stats: StatsTable | None = None,
         cache_bytes: int = 256 * 2**20,
     ) -> WindowDataset:
+        """The windows a model with this config trains on: every model-side parameter is the config's."""
         return cls(
             sources,
             horizon=config.horizon,
@@ -149,40 +185,38 @@ class WindowDataset(Dataset):
             augmentation=Augmentation() if augment else None,
             stats=stats,
             cache_bytes=cache_bytes,
+            state_dim=config.state_dim,
+            action_dim=config.action_dim,
+            clamp=config.normalization_clamp,
+            relative_actions=config.relative_actions,
         )
 
-    def _load(self, spec: DataSource, normalization: str, stats: StatsTable | None) -> _Source:
-        meta = load_meta(spec.path)
-        views = list(spec.views) if spec.views is not None else list(meta.video_keys)
-        if len(views) > self.num_views:
-            raise Evo1Error(
-                f"{len(views)} views but the model has {self.num_views} slots", path=spec.path, field="views"
-            )
-        for view in views:
-            if view is not None and view not in meta.video_keys:
-                known = ", ".join(meta.video_keys) or "none"
-                raise Evo1Error(f"no camera {view!r} (cameras: {known})", path=spec.path / INFO_PATH, field="views")
-        dims = native_dims(meta)
+    def _load(self, spec: DataSource, stats: StatsTable | None) -> _Source:
+        meta, views, dims = check_source(
+            spec, self.num_views, self.state_norm.pad_to, self.action_norm.pad_to, self.relative_actions
+        )
         if stats is not None and (spec.embodiment, spec.key) in stats.entries:
             norm = stats.get(spec.embodiment, spec.key)
         else:
-            norm = norm_stats(meta)
+            norm = norm_stats(meta, self.horizon if self.relative_actions else None)
         self.stats.add(spec.embodiment, spec.key, norm)
-        normalizer = Normalizer(normalization, MAX_DIM)  # the same map for state and action, with their own stats
         episodes = []
         offsets = meta.episode_offsets()
         for i in range(len(meta.episodes)):
             table = read_episode(meta, i, offset=offsets[i])
             assert table is not None  # strict reading raises instead
+            state = torch.from_numpy(table.state[:, : dims[STATE]].astype(np.float64))
+            action = torch.from_numpy(table.action[:, : dims[ACTION]].astype(np.float64))
             episodes.append(
                 _Episode(
-                    state=normalizer.normalize(table.state[:, : dims[STATE]], norm.state),
-                    action=normalizer.normalize(table.action[:, : dims[ACTION]], norm.action),
+                    state=self.state_norm.normalize(state, norm.state),
+                    raw_state=state,
+                    action=action if self.relative_actions else self.action_norm.normalize(action, norm.action),
                     timestamp=table.timestamp,
                     prompts=[meta.tasks[int(t)] for t in table.task_index],
                 )
             )
-        return _Source(spec, meta, views, episodes, dims[ACTION])
+        return _Source(spec, meta, views, episodes, norm)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -198,6 +232,8 @@ class WindowDataset(Dataset):
         steps = torch.arange(t, t + self.horizon)
         action_is_pad = steps >= n
         actions = ep.action[steps.clamp(max=n - 1)]  # past the end: the last action, flagged as padding
+        if self.relative_actions:  # offsets from the window's state, normalised now (absolute ones were up front)
+            actions = self.action_norm.normalize(to_relative(actions, ep.raw_state[t]), source.norm.action)
         images = torch.zeros(self.num_views, 3, self.image_size, self.image_size, dtype=torch.uint8)
         image_mask = torch.zeros(self.num_views, dtype=torch.bool)
         for v, view in enumerate(source.views):
@@ -206,15 +242,15 @@ class WindowDataset(Dataset):
             image = self._view(source, view, e, t)
             images[v] = self.augmentation(image, generator) if self.augmentation else image
             image_mask[v] = True
-        action_mask = torch.zeros(MAX_DIM, dtype=torch.bool)
-        action_mask[: source.action_dim] = True
+        action_mask = torch.zeros(self.action_norm.pad_to, dtype=torch.bool)
+        action_mask[: source.norm.action.dim] = True
         return {
             "images": images,  # (V, 3, S, S) uint8
             "image_mask": image_mask,  # (V,)
             "prompt": ep.prompts[t],
-            "state": ep.state[t],  # (24,)
-            "actions": actions,  # (H, 24)
-            "action_mask": action_mask,  # (24,)
+            "state": ep.state[t],  # (state_dim,)
+            "actions": actions,  # (H, action_dim)
+            "action_mask": action_mask,  # (action_dim,)
             "action_is_pad": action_is_pad,  # (H,)
             "source": s,
         }

@@ -6,8 +6,16 @@ each further pass histograms the values inside the interval known to hold the wa
 the interval to one bin, until few enough values remain to collect them and select exactly. The result
 equals `np.quantile(values, q)` (linear interpolation) on the concatenated frames.
 
+For a model trained on relative actions (`relative_horizon` H) the action stats are those of its
+targets, a_{t+k} - s_t for every frame t and k < H inside the episode (`relative_targets`), so that
+the normaliser sees the values it will be asked to normalise.
+
 Stats go to `meta/evo1_stats.json` as {"observation.state": {...}, "action": {...}, "evo1": {...}}; LeRobot's
-own `meta/stats.json` is never written.
+own `meta/stats.json` is never written. The "evo1" part records what they were computed on (frames,
+relative horizon); stats that no longer match are recomputed.
+
+`fitted_dims` checks a dataset's native dims against a model's padded widths (its config's `state_dim`
+and `action_dim`): the loader, `evo1 train --check` and the trainer refuse a dataset that does not fit.
 """
 
 from __future__ import annotations
@@ -20,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.data.format import ACTION, EVO1_PADDING_PATH, EVO1_STATS_PATH, STATE, DatasetMeta
+from evo1cli.data.format import ACTION, EVO1_PADDING_PATH, EVO1_STATS_PATH, INFO_PATH, STATE, DatasetMeta
 from evo1cli.data.reader import read_episode
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_write_text, read_json
+from evo1cli.model.config import MAX_DIM
 from evo1cli.model.normalization import FeatureStats, NormStats
+from evo1cli.model.relative_actions import to_relative
 
 QUANTILES = (0.01, 0.99)
 BINS = 1024
@@ -148,17 +158,53 @@ def native_dims(meta: DatasetMeta) -> dict[str, int]:
     return dims
 
 
-def dataset_stats(meta: DatasetMeta, budget: int = 4_000_000) -> dict[str, Any]:
-    """The stats of a dataset's state and action (native dims), per frame, and where they came from."""
+def fitted_dims(
+    meta: DatasetMeta, state_dim: int = MAX_DIM, action_dim: int = MAX_DIM, relative: bool = False
+) -> dict[str, int]:
+    """`native_dims`, refused (naming the file and field) when wider than a model's padded widths, or,
+    for relative actions, when the state has fewer dims than the action it is subtracted from."""
     dims = native_dims(meta)
+    recorded = (meta.root / EVO1_PADDING_PATH).exists()
+
+    def error(key: str, message: str) -> Evo1Error:
+        path, field = (EVO1_PADDING_PATH, f"{key}.native_dim") if recorded else (INFO_PATH, f"features.{key}.shape")
+        return Evo1Error(message, path=meta.root / path, field=field)
+
+    for key, name, width in ((STATE, "state_dim", state_dim), (ACTION, "action_dim", action_dim)):
+        if dims[key] > width:
+            fix = f"set model.{name} to at least {dims[key]}"
+            raise error(key, f"{dims[key]} dims, more than the model's {name} {width}: {fix}")
+    if relative and dims[STATE] < dims[ACTION]:
+        raise error(
+            STATE,
+            f"{dims[STATE]} dims, fewer than the action's {dims[ACTION]}: relative actions subtract the state's "
+            "first dims from the action",
+        )
+    return dims
+
+
+def relative_targets(state: np.ndarray, action: np.ndarray, horizon: int) -> np.ndarray:
+    """Every relative training target of one episode, a_{t+k} - s_t for k < horizon and t + k < n: (rows, D)."""
+    n = len(action)
+    return np.concatenate([to_relative(action[k:, None], state[: n - k])[:, 0] for k in range(min(horizon, n))])
+
+
+def dataset_stats(meta: DatasetMeta, budget: int = 4_000_000, relative_horizon: int | None = None) -> dict[str, Any]:
+    """The stats of a dataset's state and action (native dims), per frame, and where they came from.
+    With `relative_horizon`, the action stats are those of the relative targets (see the module's docstring)."""
+    dims = fitted_dims(meta, relative=relative_horizon is not None)
 
     def chunks(key: str) -> Chunks:
         def run() -> Iterator[np.ndarray]:
             for i in range(len(meta.episodes)):
                 table = read_episode(meta, i)
                 assert table is not None  # strict reading raises instead
-                values = table.state if key == STATE else table.action
-                yield values[:, : dims[key]].astype(np.float64)
+                state = table.state[:, : dims[STATE]].astype(np.float64)
+                if key == STATE:
+                    yield state
+                    continue
+                action = table.action[:, : dims[ACTION]].astype(np.float64)
+                yield action if relative_horizon is None else relative_targets(state, action, relative_horizon)
 
         return run
 
@@ -167,6 +213,7 @@ def dataset_stats(meta: DatasetMeta, budget: int = 4_000_000) -> dict[str, Any]:
         "format": STATS_FORMAT,
         "total_episodes": len(meta.episodes),
         "total_frames": meta.total_frames,
+        "relative_horizon": relative_horizon,
     }
     return out
 
@@ -177,8 +224,9 @@ def write_stats(meta: DatasetMeta, stats: dict[str, Any]) -> Path:
     return path
 
 
-def load_stats(meta: DatasetMeta) -> NormStats | None:
-    """The dataset's evo1 stats if present and computed on its current frames, else None."""
+def load_stats(meta: DatasetMeta, relative_horizon: int | None = None) -> NormStats | None:
+    """The dataset's evo1 stats if present and computed on its current frames (and the same relative
+    horizon), else None."""
     path = meta.root / EVO1_STATS_PATH
     if not path.exists():
         return None
@@ -186,6 +234,8 @@ def load_stats(meta: DatasetMeta) -> NormStats | None:
     source = data.get("evo1") if isinstance(data, dict) else None
     if not isinstance(source, dict) or source.get("total_frames") != meta.total_frames:
         return None  # stale: the dataset grew since
+    if source.get("relative_horizon") != relative_horizon:
+        return None  # computed for other targets
     try:
         return NormStats(
             FeatureStats.from_dict(data.get(STATE), STATE), FeatureStats.from_dict(data.get(ACTION), ACTION)
@@ -194,10 +244,10 @@ def load_stats(meta: DatasetMeta) -> NormStats | None:
         raise err.at(path) from None
 
 
-def norm_stats(meta: DatasetMeta) -> NormStats:
-    """Stats for normalisation: the stats file when fresh, else computed now (not written)."""
-    stats = load_stats(meta)
+def norm_stats(meta: DatasetMeta, relative_horizon: int | None = None) -> NormStats:
+    """Stats for normalisation: the stats file when it matches, else computed now (not written)."""
+    stats = load_stats(meta, relative_horizon)
     if stats is not None:
         return stats
-    data = dataset_stats(meta)
+    data = dataset_stats(meta, relative_horizon=relative_horizon)
     return NormStats(FeatureStats.from_dict(data[STATE], STATE), FeatureStats.from_dict(data[ACTION], ACTION))

@@ -3,6 +3,14 @@
 The defaults are the paper's full-size model (InternVL3-1B cut to 14 LLM layers, an 8-block
 cross-attention action head of width 896, horizon 50, state and action padded to 24 dims).
 `Evo1Config.preset("tiny")` is the small offline model that trains on a CPU.
+
+`state_dim` and `action_dim` are the padded widths, and the one source of them: the training loader,
+the stats check, `evo1 dataset pad`, the model, `predict` and the server all read these two fields (and
+so must any export). 24 (`MAX_DIM`) is the default and the upper bound. They are fields, not a constant, because a
+checkpoint carries its own widths (LeRobot's port keeps `max_state_dim` / `max_action_dim` in its config
+the same way, and imported checkpoints bring theirs), and a single-embodiment model may use its native
+width. A recipe whose datasets are wider than its model is refused by `evo1 train --check`, naming the
+dataset's file and field.
 """
 
 from __future__ import annotations
@@ -41,8 +49,8 @@ class Evo1Config:
     hidden_dim: int = 1024  # hidden width of the output MLP
     dropout: float = 0.0  # attention dropout (the recipes use 0.2)
     horizon: int = 50  # H: actions per chunk
-    action_dim: int = MAX_DIM  # D: per-step action dims after padding
-    state_dim: int = MAX_DIM  # state dims after padding
+    action_dim: int = MAX_DIM  # D: the padded action width (1..24); every dataset's action must fit
+    state_dim: int = MAX_DIM  # the padded state width (1..24); every dataset's state must fit
 
     # Flow matching.
     num_inference_steps: int = 50  # Euler steps from noise (t=0) to actions (t=1)
@@ -51,7 +59,7 @@ class Evo1Config:
     # Data and runtime.
     normalization: str = "bounds"  # "bounds" (default), "bounds_q99" or "normal"
     normalization_clamp: bool = True  # bounds modes clip to [-1, 1] (the authors do; LeRobot does not)
-    relative_actions: bool = False  # actions were trained as a_k - s (state's first dims): predict adds s back
+    relative_actions: bool = False  # targets a_{t+k} - s_t (the state's first D dims); predict adds s_t back
     attn_implementation: str = "sdpa"  # "sdpa" or "eager"; actions do not depend on it
     seed: int = 0  # seed of a randomly initialised model
 

@@ -1,13 +1,24 @@
 """Normalisation of states and actions, per (embodiment, dataset), and the stats that drive it.
 
-Modes (x one native-dim vector, stats per dim):
-    bounds      2 (x - min) / (max - min) - 1, clamped to [-1, 1]            (default)
+Modes (x one native-dim vector, stats per dim, y what the model sees):
+    bounds      y = 2 (x - min) / (max - min) - 1                   (default)
     bounds_q99  the same with the 1st / 99th percentiles in place of min / max
-    normal      (x - mean) / std, never clamped
-The bounds modes clamp unless `clamp=False` (config `normalization_clamp`): the authors clamp, LeRobot's
-MIN_MAX does not, so a checkpoint imported from LeRobot turns it off to act as it did there.
-A constant dim (zero range or zero std) maps to 0 and back to its constant. After normalising, the
-vector is zero-padded to 24 dims; padded dims stay exactly 0 and are cropped away on the way back.
+    normal      y = (x - mean) / std
+
+Every edge case is decided here, once, for the training loader and `predict` (and so the server) alike;
+both build their maps from the same config fields (`normalization`, `normalization_clamp`, `state_dim`,
+`action_dim`). tests/test_normalization.py checks each case:
+- Values outside the stats' range (a pose never reached while recording, anything beyond q01..q99): the
+  bounds modes clamp y to [-1, 1] by default (config `normalization_clamp: true`), as the authors do;
+  `normalization_clamp: false` keeps the plain affine map, as LeRobot's MIN_MAX does, so a checkpoint
+  imported from LeRobot sees what it saw there. `normal` never clamps. The way back (`denormalize`) never
+  clamps either: the model's output is mapped affinely, whatever its range.
+- Constant dims (max - min, or std, at most 1e-8): y = 0 on the way in whatever x is, and the constant
+  (the range's middle, or the mean) on the way back whatever y is. The authors divide by max - min + eps
+  instead, which throws a state that moved off its recorded constant to the clamp bound.
+- Padded dims: y is zero-padded to the model's width (`pad_to`: the config's `state_dim` / `action_dim`,
+  24 by default), padded dims are exactly 0, and `denormalize` crops them away, ignoring what the model
+  put there. Stats with more dims than the width are an error, never a silent crop.
 
 Stats are stored as `{embodiment: {dataset: {"observation.state": {...}, "action": {...}}}}`, each
 feature a dict of per-dim lists (`min`, `max`, and optionally `mean`, `std`, `q01`, `q99`). The older
@@ -178,7 +189,7 @@ def _is_number(v: Any) -> bool:
 
 
 class Normalizer:
-    """Maps native-dim vectors to the model's padded, normalised space and back."""
+    """Maps native-dim vectors to the model's padded, normalised space and back (edge cases: see above)."""
 
     def __init__(self, mode: str = "bounds", pad_to: int = MAX_DIM, clamp: bool = True):
         if mode not in NORMALIZATIONS:

@@ -2,11 +2,14 @@
 
     images (RGB uint8, any size, per view slot) --resize/normalise--> backbone --\\
     prompt ---------------------------------------------------------> backbone ---> context (B, T, E)
-    state (native dims) --normalise, pad to 24--> state (B, 24) ------------------------------\\
-                                                   action head: N Euler steps from noise --> (B, H, 24)
-                                                   --denormalise, crop--> (H, native action dims) float32
+    state (native dims) --normalise, pad to state_dim--> state (B, state_dim) -----------------\\
+                                      action head: N Euler steps from noise --> (B, H, action_dim)
+                                      --denormalise, crop--> (H, native action dims) float32
+                                      [--to_absolute: + state, if trained on relative actions]
 
-Normalisation stats are looked up per (embodiment, dataset) key and travel inside the checkpoint.
+Normalisation stats are looked up per (embodiment, dataset) key and travel inside the checkpoint; the
+padded widths, the normalisation mode, its clamping and `relative_actions` come from the config, the
+same fields the training loader read.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from evo1cli.model.config import Evo1Config
 from evo1cli.model.flow_matching import flow_matching_loss, sample_actions
 from evo1cli.model.images import ImageLike, as_image_tensor, to_pixel_values
 from evo1cli.model.normalization import Normalizer, NormStats, StatsTable
+from evo1cli.model.relative_actions import to_absolute
 
 
 @dataclass
@@ -161,14 +165,12 @@ class Evo1Policy(nn.Module):
             generator=generator,
         ).cpu()
         chunks = [self._action_norm.denormalize(chunk[b], s.action).numpy() for b, s in enumerate(per_sample)]
-        if self.config.relative_actions:  # executable actions: offsets from the current state, made absolute
-            for b, (obs, c) in enumerate(zip(observations, chunks, strict=True)):
-                state = np.asarray(obs.state, dtype=np.float32)
-                if state.shape[0] < c.shape[1]:
-                    raise Evo1Error(
-                        "relative actions need a state at least as long as the action", field=f"observations[{b}].state"
-                    )
-                c += state[: c.shape[1]]
+        if self.config.relative_actions:  # the model predicts offsets from the current state
+            for b, obs in enumerate(observations):
+                try:
+                    chunks[b] = to_absolute(chunks[b], np.asarray(obs.state, dtype=np.float32))
+                except Evo1Error as err:
+                    raise Evo1Error(err.message, field=f"observations[{b}].state") from None
         return chunks
 
     def _resolve_stats(self, index: int, obs: Observation) -> NormStats:

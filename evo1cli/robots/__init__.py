@@ -1,1 +1,17 @@
-"""Real robots: drivers behind one interface (`base.Arm`), OpenCV cameras and the one safety layer."""
+"""Real robots: hardware behind one interface, and the one safety layer every command passes.
+
+base.py       the `Arm` interface and the robot configuration it is built from
+config.py     robot configuration files, checked before anything moves (defaults in configs/)
+session.py    robots as the commands open them: real or simulated hardware (decided there only), a
+              session of arm + safety layer + cameras, interactive calibration
+xarm6.py      the UFACTORY xArm6 driver (vendor SDK)
+so100.py      the SO-100 follower and leader drivers, LeRobot's calibration
+feetech.py    the Feetech STS3215 bus under the SO-100
+safety.py     joint limits, step limits, workspace box, NaN rejection, watchdog, Ctrl-C
+cameras.py    OpenCV cameras that answer with their newest frame or an error
+view.py       a live camera window
+rollout.py    the closed loop of `evo1 deploy`
+fakes/        simulated hardware at the SDK boundary, for `--fake` and the tests
+
+Recording demonstrations is `evo1cli.collect`.
+"""

@@ -1,16 +1,25 @@
-"""A robot session: the arm, its safety layer and its cameras, opened together and closed in the right order.
+"""Robots as the commands open them: configuration, drivers, sessions and calibration.
 
+    config = load_robot("so100", path, ["connection.port=/dev/ttyACM0"], fake=False)
     with RobotSession(config) as robot:          # connect, start the safety layer, open the cameras
         joints = robot.read_joints()              # measured (dof,)
         images = robot.read_images()              # {name: RGB uint8}, each fresh or a RobotError
         robot.safety.command(target)              # the only way a command reaches the arm
 
 Closing stops the watchdog, leaves the arm holding (the driver's `disconnect`) and releases the cameras.
+
+Real or simulated is decided here and only here: `hardware_factory` returns what a driver talks through
+(None: the vendor SDK; with `connection.fake: true`, the simulated hardware of `evo1cli.robots.fakes`),
+and `make_arm`, `make_leader` and `calibrate` pass it in. The drivers never import the fakes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,17 +28,35 @@ from evo1cli.robots.base import Arm, RobotConfig, RobotError
 from evo1cli.robots.cameras import CameraSet
 from evo1cli.robots.safety import SafetyLayer
 
+FAKE_SWEEP_S = 3.0  # a simulated arm's hand sweeps every joint through its range within this long
+
+
+def hardware_factory(config: RobotConfig, leader: bool = False) -> Callable[..., Any] | None:
+    """What the driver of `config` (or of its leader arm) talks through: None for the vendor SDK, or, with
+    `connection.fake: true`, the simulated hardware's factory (xArm6: an `XArmAPI` stand-in whose hand
+    guides it in teach mode; SO-100: port handlers on simulated servos that a hand sweeps)."""
+    if config.connection.get("fake") is not True:
+        return None
+    if config.robot == "xarm6":
+        from evo1cli.robots.fakes.xarm import rehearsal_api
+
+        return rehearsal_api
+    from evo1cli.robots.fakes.feetech import so100_fake_bus
+
+    port = config.connection.get("leader_port" if leader else "port")
+    return so100_fake_bus(str(port)).port_handler
+
 
 def make_arm(config: RobotConfig) -> Arm:
-    """The driver for `config.robot` (its fake with `connection.fake: true`)."""
+    """The driver for `config.robot`, on the hardware `hardware_factory` chooses."""
     if config.robot == "xarm6":
         from evo1cli.robots.xarm6 import XArm6
 
-        return XArm6(config)
+        return XArm6(config, api_factory=hardware_factory(config))
     if config.robot == "so100":
         from evo1cli.robots.so100 import SO100
 
-        return SO100(config)
+        return SO100(config, port_handler_factory=hardware_factory(config))
     raise RobotError(f"no driver for robot {config.robot!r} (xarm6, so100)")
 
 
@@ -39,7 +66,37 @@ def make_leader(config: RobotConfig) -> Any:
         return None
     from evo1cli.robots.so100 import SO100Leader
 
-    return SO100Leader(config)
+    return SO100Leader(config, port_handler_factory=hardware_factory(config, leader=True))
+
+
+def calibrate(
+    config: RobotConfig, leader: bool, say: Callable[[str], None], ask: Callable[[str], object] = input
+) -> Path:
+    """LeRobot's calibration of an SO-100 follower (or leader), prompting a person through its two steps: the
+    middle of the range, then every joint through its whole range. A simulated arm's hand sweeps by itself."""
+    from evo1cli.robots.so100 import calibrate_so100
+
+    factory = hardware_factory(config, leader)
+    which = "leader" if leader else "follower"
+    prompted, pressed = threading.Event(), threading.Event()
+    start = time.monotonic()
+
+    def wait_for_middle() -> None:
+        if factory is None:
+            ask(f"Move the {which} arm to the middle of its range, then press Enter ")
+
+    def finished(progress: object) -> bool:
+        if factory is not None:
+            return time.monotonic() - start > FAKE_SWEEP_S
+        if not prompted.is_set():
+            prompted.set()
+            say("Move every joint through its whole range, then press Enter")
+            threading.Thread(target=lambda: (ask(""), pressed.set()), daemon=True).start()
+        return pressed.is_set()
+
+    return calibrate_so100(
+        config, leader=leader, wait_for_middle=wait_for_middle, finished=finished, port_handler_factory=factory
+    )
 
 
 class RobotSession:

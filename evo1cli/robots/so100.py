@@ -17,7 +17,8 @@ LeRobot's, in LeRobot's places, so an arm calibrated with `lerobot-calibrate` wo
     use_degrees: false
     disable_torque_on_disconnect: false
     baudrate: 1000000
-    fake: false                   simulated servos (evo1cli.robots.fakes.feetech) instead of the serial ports
+    fake: false                   simulated servos instead of the serial ports (`evo1cli.robots.session.make_arm`
+                                  passes their port handlers in; this driver never imports them)
 
 Disconnecting holds the arm where it is (goal = present position, torque stays on; the servos keep holding after
 the port closes, until powered off). LeRobot's default instead drops the torque, which lets the arm fall wherever
@@ -137,12 +138,11 @@ class _SO100Link:
             raise Evo1Error(
                 "the leader arm's serial port is required", path=config.source, field="connection.leader_port"
             )
-        self.fake_bus = None
         if port_handler_factory is None and connection.fake:
-            from evo1cli.robots.fakes.feetech import so100_fake_bus
-
-            self.fake_bus = so100_fake_bus(port)
-            port_handler_factory = self.fake_bus.port_handler
+            raise RobotError(
+                "connection.fake is true but no simulated port was passed in: open the arm with "
+                "evo1cli.robots.session.make_arm"
+            )
         body = NormMode.DEGREES if connection.use_degrees else NormMode.RANGE_M100_100
         motors = {
             name: Motor(motor_id, NormMode.RANGE_0_100 if name == GRIPPER else body)
@@ -193,7 +193,6 @@ class SO100(Arm):
         super().__init__(config)
         self._link = _SO100Link(config, leader=False, port_handler_factory=port_handler_factory)
         self.bus = self._link.bus
-        self.fake_bus = self._link.fake_bus  # the simulation behind `connection.fake: true`, else None
 
     def connect(self) -> None:
         """Open the bus, load and apply the calibration, configure (LeRobot's gains), hold the present pose."""
@@ -247,7 +246,6 @@ class SO100Leader:
         self.config = config
         self._link = _SO100Link(config, leader=True, port_handler_factory=port_handler_factory)
         self.bus = self._link.bus
-        self.fake_bus = self._link.fake_bus
 
     @property
     def dof(self) -> int:

@@ -8,8 +8,9 @@ once, so every target must already be safe (`SafetyLayer` makes it so). `home()`
 Every SDK return code is checked: a non-zero one becomes a `RobotError` that names the call, the SDK code and,
 when the controller reports one, its error (emergency stop, collision, joint limit, ...) in plain words.
 
-The SDK is imported only when a real arm is connected; `connection: {fake: true}` uses
-`evo1cli.robots.fakes.xarm.FakeXArmAPI` instead, and tests inject any stand-in as `api_factory`.
+The SDK is imported only when a real arm is connected. Any stand-in comes in as `api_factory`: with
+`connection: {fake: true}`, `evo1cli.robots.session.make_arm` passes the simulated `XArmAPI` in (this driver
+never imports it), and tests pass their own.
 """
 
 from __future__ import annotations
@@ -153,9 +154,10 @@ class XArm6(Arm):
         if self._factory is not None:
             factory = self._factory
         elif conn.fake:
-            from evo1cli.robots.fakes.xarm import rehearsal_api
-
-            factory = rehearsal_api
+            raise RobotError(
+                "connection.fake is true but no simulated API was passed in: open the arm with "
+                "evo1cli.robots.session.make_arm"
+            )
         else:
             factory = _sdk_factory()
         try:

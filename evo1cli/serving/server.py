@@ -166,7 +166,7 @@ class PolicyServer:
             self.stats.errors += 1
             return wire.error_reply(protocol, "server", f"{type(err).__name__}: {err}", request_id)
         timing = {"infer_ms": infer_ms, "total_ms": (time.perf_counter() - start) * 1000, "batch_size": batch}
-        return wire.reply(request, actions, timing)
+        return wire.reply(request, actions, timing, pad_to=self.policy.config.action_dim)  # authors' JSON: padded
 
     def _query(self, request: wire.Request) -> Query:
         if len(request.images) > self.policy.config.num_views:

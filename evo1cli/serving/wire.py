@@ -230,6 +230,8 @@ def crop_padded_state(state: np.ndarray, dim: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- replies
 def reply(request: Request, actions: np.ndarray, timing: dict[str, float], pad_to: int = 24) -> bytes | str:
+    """The reply to a request; the authors' JSON protocol gets the chunk zero-padded to `pad_to` dims (the
+    model's action_dim, 24 for the authors' checkpoints)."""
     if request.protocol == AUTHORS:
         padded = np.zeros((actions.shape[0], max(pad_to, actions.shape[1])), dtype=np.float64)
         padded[:, : actions.shape[1]] = actions

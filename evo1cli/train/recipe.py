@@ -6,7 +6,7 @@
     precision: auto                 # auto (bf16 on a GPU, fp32 on a CPU), bf16 or fp32
     model:                          # an Evo1Config preset plus any of its fields
       preset: internvl3-1b
-      dropout: 0.2
+      dropout: 0.2                  # also: state_dim / action_dim (padded widths, 24), relative_actions, ...
     data:
       normalization: bounds         # bounds, bounds_q99 or normal (one type per model)
       augmentation: true

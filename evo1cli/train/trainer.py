@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import yaml
 
-from evo1cli.data.loader import WindowDataset, collate
+from evo1cli.data.loader import WindowDataset, check_source, collate
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_write_text
 from evo1cli.model.checkpoint import load_policy
@@ -94,6 +94,7 @@ def train(
 
     if recipe.logging.wandb:
         wandb_available(recipe)  # before anything is written
+    check_datasets(recipe)
     if accelerator is None:
         # cpu=True on a machine without CUDA: N processes there then form a gloo (MULTI_CPU) group.
         accelerator = Accelerator(mixed_precision=_mixed_precision(recipe.precision), cpu=not torch.cuda.is_available())
@@ -130,6 +131,14 @@ def _write_recipe_copy(recipe: Recipe, out: Path, resume: bool, listener: Listen
         if previous != recipe.raw:
             listener(Event("warning", 0, {"message": f"the recipe differs from {path}; the resumed run is not exact"}))
     atomic_write_text(path, recipe.to_yaml())
+
+
+def check_datasets(recipe: Recipe) -> None:
+    """Every dataset of the recipe opens and fits its model (view slots, padded widths, relative actions):
+    what `evo1 train --check` checks, and what training checks before it writes anything."""
+    model = recipe.model
+    for group in recipe.data.groups:
+        check_source(group, model.num_views, model.state_dim, model.action_dim, model.relative_actions)
 
 
 def window_dataset(recipe: Recipe, config: Evo1Config | None = None, stats: StatsTable | None = None) -> WindowDataset:

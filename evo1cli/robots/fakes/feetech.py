@@ -14,8 +14,9 @@ towards the goal at a limited speed (Goal_Velocity, else `max_speed`) while torq
 across `power_cycle()` only when Lock is 0; status bits reported in every status packet and in the Status register,
 and an unloading fault (overload, overcurrent, overheating by default) drops the torque as the servo does.
 
-Failures: a silent servo (`responding = False`: the SDK times out), corrupted replies (bad checksum), status bits
-(`fault`), a port that does not exist (the pyserial error of a missing device).
+Failures it can show: a silent servo (`responding = False`: the SDK times out), corrupted replies (a servo's
+`corrupt_replies` count: bad checksums), status bits (its `faults`), a port that does not exist (the pyserial error
+of a missing device). Tests stage them (tests/fake_events.py); the simulation answers as the servos would.
 
 Not simulated: acceleration, gravity (a limp arm stays where it is), load and current, reply latency, and what
 the firmware does with Goal_Position when torque comes on (it keeps the stale register: the worst case).
@@ -27,7 +28,6 @@ sweep); `goal_log` records every Goal_Position that reached a servo, to check th
 from __future__ import annotations
 
 import errno
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -61,19 +61,6 @@ def _frame(servo_id: int, body: bytes) -> bytes:
     """0xFF 0xFF id length body checksum, length = len(body) + 1."""
     packet = bytes([servo_id, len(body) + 1, *body])
     return b"\xff\xff" + packet + bytes([~sum(packet) & 0xFF])
-
-
-class FakeClock:
-    """Manual time for the simulation: tests advance it instead of sleeping."""
-
-    def __init__(self, start: float = 0.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass(frozen=True)
@@ -187,13 +174,6 @@ class FakeSTS3215:
             if a < EEPROM_END and self.memory[LOCK] == 0:
                 self.saved_eeprom = self.saved_eeprom[:a] + bytes([byte]) + self.saved_eeprom[a + 1 :]
 
-    def fault(self, bits: int) -> None:
-        """Raise status bits (e.g. OVERLOAD); an unloading condition drops the torque."""
-        self.faults |= bits
-        self.memory[STATUS] = self.faults
-        if bits & self.memory[UNLOADING_CONDITION]:
-            self.memory[TORQUE_ENABLE] = 0
-
     def power_cycle(self) -> None:
         """Power off and on: faults cleared, torque off, RAM reset, EEPROM as last saved with Lock = 0."""
         self.faults = 0
@@ -231,9 +211,6 @@ class FakeFeetechBus:
         held = self.hand(now) if self.hand else {}
         for servo in self.servos.values():
             servo.step(dt, held.get(servo.id))
-
-    def corrupt_next_replies(self, servo_id: int, count: int = 1) -> None:
-        self.servos[servo_id].corrupt_replies += count
 
     def handle(self, packet: bytes, baudrate: int) -> bytes:
         """Answer one instruction packet (checksum already verified) as the servos on the line would."""
@@ -398,21 +375,6 @@ def sweeping_hand(
             servo_id: (lo + hi) / 2 + offset + amplitude * (hi - lo) / 2 * math.sin(2 * math.pi * t / (6 + servo_id))
             for servo_id, offset, lo, hi in calibration.values()
         }
-
-    return hand
-
-
-def waypoint_hand(waypoints: Sequence[tuple[float, Mapping[int, float]]]) -> Callable[[float], dict[int, float]]:
-    """A hand through `(time, {servo id: actual position})` waypoints, linear in between, held after the last."""
-
-    def hand(t: float) -> dict[int, float]:
-        if t <= waypoints[0][0]:
-            return dict(waypoints[0][1])
-        for (t0, p0), (t1, p1) in itertools.pairwise(waypoints):
-            if t <= t1:
-                f = (t - t0) / (t1 - t0)
-                return {i: p0[i] + f * (p1[i] - p0[i]) for i in p0}
-        return dict(waypoints[-1][1])
 
     return hand
 

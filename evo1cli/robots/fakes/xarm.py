@@ -13,8 +13,9 @@ effect at the next `set_state(0)`; a stop or an error leaves state 4); the gripp
 UFACTORY's published modified-DH parameters; hand-guiding in teach mode (mode 2) along a scripted trajectory.
 `wait=True` advances the simulated time instead of sleeping.
 
-Test hooks (not in the SDK): `inject_error`, `release_emergency_stop`, `inject_gripper_error`, `hand_guide`,
-`calls` (every command received, with its time, arguments and code) and `commands(method)`.
+Beyond the SDK: `hand_guide` (a person's hand, which the rehearsal arm of `--fake` uses), `calls` (every command
+received, with its time, arguments and code), and read-outs of the simulated `joints` and `gripper_position`.
+Events only tests stage (controller errors, gripper faults) live with the tests.
 """
 
 from __future__ import annotations
@@ -399,27 +400,7 @@ class FakeXArmAPI:
         self._gripper["error"] = 0
         return 0
 
-    # ------------------------------------------------------------------------------------------ test hooks
-    def inject_error(self, code: int) -> None:
-        """A controller error now: 1-3 emergency stop (motors off until `release_emergency_stop`), 22 self-
-        collision, 23 joint limit, 31 collision, ... The arm stops (state 4) and refuses motion until cleared."""
-        with self._lock:
-            self._advance()
-            self._error = code
-            self._stop_motion()
-            if code in EMERGENCY_STOP_ERRORS:
-                self._estop, self._enabled = True, False
-
-    def release_emergency_stop(self) -> None:
-        with self._lock:
-            self._estop = False
-
-    def inject_gripper_error(self, code: int) -> None:
-        """A gripper fault (e.g. 11 overcurrent): the gripper disables itself, as the SDK reports it."""
-        with self._lock:
-            self._advance()
-            self._gripper.update(error=code, enabled=False)
-
+    # ------------------------------------------------------------------------------------------ the world
     def hand_guide(self, waypoints: Sequence[Sequence[float]], duration_s: float, loop: bool = False) -> None:
         """A hand moves the arm through `waypoints` (6 joint angles each, or 7 with the gripper), linearly over
         `duration_s` from now (and again, with `loop`). The joints follow only in teach mode (mode 2, state
@@ -431,10 +412,6 @@ class FakeXArmAPI:
             self._advance()
             self._hand = (self._now(), path, float(duration_s))
             self._hand_loops = loop
-
-    def commands(self, method: str) -> list[FakeCall]:
-        """The calls of `method` received so far, in order."""
-        return [c for c in self.calls if c.method == method]
 
     @property
     def joints(self) -> np.ndarray:

@@ -1,5 +1,9 @@
 """Teleoperated demonstrations into a LeRobot v2.1 dataset (`evo1 collect --robot xarm6|so100`).
 
+`collect_teleop` is the whole job: it opens the robot session (arm, safety layer, cameras), then the
+dataset (only once connected, so that a failed connection leaves nothing behind), the teleoperation
+source and the keys, and runs `record_teleop`.
+
 Per control tick (1 / control_hz) one frame: state = the follower's measured joints, action = the absolute
 joint target of that moment, images = every camera's newest frame. Where the target comes from:
 
@@ -28,46 +32,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evo1cli.data.format import ACTION, STATE, vector_feature
-from evo1cli.data.writer import Camera, DatasetWriter, EpisodeRecorder
+from evo1cli.collect.dataset import Layout, Recorder, RecordingSummary, open_dataset
+from evo1cli.data.writer import DatasetWriter
+from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotConfig
-
-
-def image_key(name: str) -> str:
-    return f"observation.images.{name}"
-
-
-def open_robot_dataset(out: str | Path, config: RobotConfig, version: str | None = None) -> DatasetWriter:
-    """A dataset for this robot (created, v2.1 unless `version`, or opened to append with the same features)."""
-    dof, names = len(config.joints), list(config.joints)
-    return DatasetWriter(
-        out,
-        round(config.control_hz),
-        {STATE: vector_feature(dof, names), ACTION: vector_feature(dof, names)},
-        [Camera(image_key(c.name), c.height, c.width) for c in config.cameras],
-        robot_type=config.robot,
-        version=version,
-    )
-
-
-class Recorder:
-    """One episode's frames (state, action, camera images) for `DatasetWriter`."""
-
-    def __init__(self, writer: DatasetWriter, task: str):
-        self.task = task
-        self.episode: EpisodeRecorder = writer.episode()
-        self.frames = 0
-
-    def add(self, state: np.ndarray, action: np.ndarray, images: dict[str, np.ndarray]) -> None:
-        values = {STATE: np.asarray(state, np.float32), ACTION: np.asarray(action, np.float32)}
-        self.episode.add_frame(values, {image_key(k): v for k, v in images.items()}, self.task)
-        self.frames += 1
-
-    def commit(self, **extra: Any) -> None:
-        self.episode.commit(**extra)
-
-    def discard(self) -> None:
-        self.episode.discard()
+from evo1cli.robots.session import RobotSession, make_leader
+from evo1cli.robots.view import CameraView
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -158,17 +128,6 @@ class NoKeys:
         return None
 
 
-class ScriptedKeys:
-    """Keys at given ticks of the session, for tests and scripted runs: {tick: key}."""
-
-    def __init__(self, at: dict[int, str]):
-        self.at, self.tick = at, 0
-
-    def poll(self) -> str | None:
-        self.tick += 1
-        return self.at.get(self.tick)
-
-
 class TerminalKeys:
     """Single key presses from the terminal (cbreak mode, restored on exit), read by a thread."""
 
@@ -211,16 +170,71 @@ class TerminalKeys:
 SAVE, DISCARD, RERECORD, QUIT = ("s", " ", "\n", "e"), ("d",), ("r",), ("q",)
 
 
+# ------------------------------------------------------------------------------------------------ the job
+MODES = {"so100": ("leader", "keyboard"), "xarm6": ("hand", "keyboard")}  # per robot; the first is its default
+
+
+@dataclass(frozen=True)
+class TeleopOptions:
+    episodes: int = 50
+    episode_s: float = 60.0  # the longest an episode records
+    reset_s: float = 10.0  # time to reset the scene before each episode
+    mode: str | None = None  # leader (SO-100), hand (xArm6 teach mode) or keyboard; None: the robot's default
+    view: bool = False  # show the cameras live in a window
+    version: str | None = None  # LeRobot layout of a new dataset (v2.1 unless "v3.0")
+
+
+def collect_teleop(
+    config: RobotConfig,
+    task: str,
+    out: str | Path,
+    options: TeleopOptions,
+    say: Callable[[str], None] = print,
+    status: Callable[[str], None] | None = None,
+    keys: Keys | None = None,
+) -> RecordingSummary:
+    """Record teleoperated demonstrations of `task` into `out` (created, or appended to).
+
+    `say` gets the one-line banner (source and keys), `status` a progress line every tick; `keys` default to
+    the terminal's (none when it is not interactive)."""
+    modes = MODES[config.robot]
+    mode = options.mode or modes[0]
+    if mode not in modes:
+        raise Evo1Error(f"{config.robot} teleoperation is one of {', '.join(modes)}, got {mode!r}", field="--teleop")
+    terminal = TerminalKeys() if keys is None and TerminalKeys.available() else None
+    if mode == "keyboard" and keys is None and terminal is None:
+        raise Evo1Error("keyboard teleoperation needs an interactive terminal", field="--teleop")
+    view = CameraView() if options.view else None
+    with RobotSession(config) as session, contextlib.ExitStack() as stack:
+        if view is not None:
+            stack.callback(view.close)
+        writer = open_dataset(
+            out, Layout.of_robot(config), options.version
+        )  # once connected: a failed connection leaves no dataset
+        if mode == "leader":
+            source: TeleopSource = LeaderArm(make_leader(config))
+        elif mode == "hand":
+            source = HandGuiding(session.arm)
+        else:
+            source = KeyboardJog(np.array(config.limits.max_step) / 2)
+        if keys is None:
+            keys = stack.enter_context(terminal.active()) if terminal is not None else NoKeys()
+        jog = "; 1-9 pick a joint, +/- move it" if mode == "keyboard" else ""
+        say(f"{config.robot}: {source.name}; keys: s/space save, d discard, r again, q quit{jog}; Ctrl-C stops")
+
+        def tick(phase: str, kept: int, seconds: float) -> None:
+            line = f"episode {kept + 1}/{options.episodes}: {phase} {seconds:5.1f} s"
+            if status is not None:
+                status(line)
+            if view is not None:
+                view.show(session.read_images(), line)
+
+        return record_teleop(
+            session, source, writer, task, options.episodes, options.episode_s, options.reset_s, keys, tick
+        )
+
+
 # ------------------------------------------------------------------------------------------------ loop
-@dataclass
-class TeleopSummary:
-    kept: int = 0
-    discarded: int = 0
-    frames: int = 0
-    interrupted: bool = False
-    over_budget: int = 0  # ticks that ended after their slot
-
-
 def record_teleop(
     robot: Any,
     source: TeleopSource,
@@ -231,12 +245,12 @@ def record_teleop(
     reset_s: float,
     keys: Keys | None = None,
     status: Callable[[str, int, float], None] | None = None,
-) -> TeleopSummary:
+) -> RecordingSummary:
     """Record `episodes` episodes; `status(phase, episode, seconds)` is called every tick (for a live display)."""
     keys = keys or NoKeys()
     safety = robot.safety
     period = 1.0 / robot.config.control_hz
-    summary = TeleopSummary()
+    summary = RecordingSummary()
     source.start()
     try:
         with safety.handle_sigint():
@@ -255,7 +269,7 @@ def record_teleop(
 
 
 def _reset_period(
-    robot: Any, source: TeleopSource, keys: Keys, reset_s: float, period: float, summary: TeleopSummary, status: Any
+    robot: Any, source: TeleopSource, keys: Keys, reset_s: float, period: float, summary: RecordingSummary, status: Any
 ) -> str | None:
     """Until `reset_s` passes or a key: the leader still drives the follower so the scene can be reset."""
     start = time.monotonic()
@@ -281,7 +295,7 @@ def _record_episode(
     keys: Keys,
     episode_s: float,
     period: float,
-    summary: TeleopSummary,
+    summary: RecordingSummary,
     status: Any,
 ) -> str:
     """One episode: "saved", "discarded", "again" (discarded, record again) or "quit" (saved, then stop)."""

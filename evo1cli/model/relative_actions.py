@@ -1,0 +1,48 @@
+"""Relative actions (`relative_actions: true`): a chunk as offsets from the state it starts from, and back.
+
+    to_relative(a, s) = a - s[:D]     training targets: a_{t+k} - s_t for k = 0 .. H-1   (the loader)
+    to_absolute(r, s) = r + s[:D]     executable actions from the model's offsets         (`predict`)
+
+s_t is the state at the window's first frame, the one the model sees; D is the action's native dims, and
+every action dim is relative to the state's first D dims (the state must hold at least D values, in the
+action's units: joint positions against joint targets, say). The authors subtract s_{t+k} from a_{t+k}
+instead, which a policy cannot undo at inference (it would need the future states); subtracting the
+observed s_t, as openpi's `DeltaActions` / `AbsoluteActions` pair does, makes the two maps exact inverses.
+
+Normalisation sits outside this pair: the loader normalises the relative targets with stats computed
+on relative targets (`evo1cli.data.stats`), and `predict` denormalises before adding the state back.
+Both functions take numpy arrays or torch tensors of shape (..., H, D) and a state (..., S) that
+broadcasts against them.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from evo1cli.errors import Evo1Error
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def _state_part(actions: Array, state: Array) -> Array:
+    d = actions.shape[-1]
+    if state.shape[-1] < d:
+        raise Evo1Error(
+            f"relative actions need a state at least as long as the action: {state.shape[-1]} state dims, "
+            f"{d} action dims",
+            field="state",
+        )
+    return state[..., None, :d]
+
+
+def to_relative(actions: Array, state: Array) -> Array:
+    """(..., H, D) absolute actions and the (..., S) state they start from -> (..., H, D) offsets."""
+    return actions - _state_part(actions, state)
+
+
+def to_absolute(offsets: Array, state: Array) -> Array:
+    """The inverse of `to_relative`: (..., H, D) offsets and the (..., S) state -> (..., H, D) actions."""
+    return offsets + _state_part(offsets, state)

@@ -1,0 +1,42 @@
+"""The package's import graph keeps its boundaries: recording only under collect/, drivers blind to their fakes."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "evo1cli"
+
+
+def imports() -> dict[str, set[str]]:
+    """module -> the evo1cli modules it imports anywhere (top level or inside functions)."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("evo1cli"))
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([node.module] if node.module else []))
+                if base.startswith("evo1cli"):
+                    found.add(base)
+    return graph
+
+
+def test_only_the_hardware_factory_reaches_the_fakes():
+    users = {m for m, targets in imports().items() if any(".robots.fakes" in t for t in targets)}
+    assert {u for u in users if not u.startswith("evo1cli.robots.fakes")} == {"evo1cli.robots.session"}
+
+
+def test_datasets_are_written_only_by_the_data_package_and_the_recorders():
+    writers = {m for m, targets in imports().items() if "evo1cli.data.writer" in targets}
+    assert all(m.startswith(("evo1cli.data.", "evo1cli.collect.")) for m in writers), writers
+    graph = imports()
+    assert not any(
+        t.startswith("evo1cli.collect") for m, ts in graph.items() if m.startswith("evo1cli.robots") for t in ts
+    )
