@@ -76,3 +76,42 @@ def test_a_policy_without_stats_asks_for_them(tiny_config):
     policy = Evo1Policy.build(tiny_config, stats=StatsTable())
     with pytest.raises(Evo1Error, match="no stats"):
         policy.predict([make_observation(0)])
+
+
+def test_noise_draws_share_one_context_projection_and_equal_repeated_examples(tiny_config):
+    """draws=k projects each example's context once; loss and gradients equal k explicit copies of it."""
+    from evo1cli.model.action_head import Masks
+    from evo1cli.model.flow_matching import flow_matching_loss
+    from evo1cli.smoke import synthetic_batch
+
+    config = tiny_config.replace(horizon=16, image_size=56)
+    policy = Evo1Policy.build(config)
+    policy.freeze_backbone(False)
+    batch, _ = synthetic_batch(config, batch_size=3)
+    shared = policy(batch, torch.Generator().manual_seed(5), draws=3)
+    shared.backward()
+    grads = [p.grad.clone() for p in policy.parameters() if p.requires_grad]
+    policy.zero_grad()
+
+    context, valid = policy.embed(batch.pixel_values, batch.image_mask, batch.prompts)
+    context, valid, state, actions, action_mask, is_pad = (
+        x.repeat_interleave(3, dim=0)
+        for x in (context, valid, batch.state, batch.actions, batch.action_mask, batch.action_is_pad)
+    )
+    masks = Masks(context=valid, action=action_mask)
+    copies = flow_matching_loss(
+        policy.action_head, context, state, masks, actions, is_pad, torch.Generator().manual_seed(5)
+    )
+    copies.backward()
+    torch.testing.assert_close(shared, copies)
+    for g, p in zip(grads, (p for p in policy.parameters() if p.requires_grad), strict=True):
+        torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-4)  # the backbone's gradients included
+
+
+def test_the_instruction_reaches_the_actions(tiny_policy, tiny_config):
+    """Same images, state and noise: the two drawer prompts give different chunks, a repeated one the same."""
+    base = make_observation(4)
+    asked = [dataclasses.replace(base, prompt=p) for p in ("Open a drawer", "Push and close a drawer", "Open a drawer")]
+    chunks = tiny_policy.predict(asked, noise=fixed_noise(1, tiny_config).repeat(3, 1, 1))
+    np.testing.assert_allclose(chunks[0], chunks[2], atol=1e-6)
+    assert np.abs(chunks[0] - chunks[1]).max() > 1e-3

@@ -13,6 +13,7 @@ Variations (where the objects and goals are):
 Rendering: Meta-World's default (shadows and reflections on), as the authors rendered; `fast_render`
 turns both off (about 2.7x faster renders, different pixels: use it for collection and evaluation alike).
 After each reset one zero action is applied, as in the authors' client.
+`prompts` (task -> instruction) replaces a task's own instruction: what a swapped-instruction check asks.
 The policy's noise is seeded by the episode's seed, so a rerun repeats every episode.
 """
 
@@ -36,11 +37,11 @@ VARIATIONS = ("authors", "per-seed")
 class MetaWorldBenchEnv:
     """`MetaWorldEnv` as the harness drives it."""
 
-    def __init__(self, env: MetaWorldEnv, max_steps: int):
+    def __init__(self, env: MetaWorldEnv, max_steps: int, prompt: str | None = None):
         from evo1cli.sim.metaworld import MAX_PATH_LENGTH, ScriptedExpert
 
         self.env = env
-        self.task, self.prompt, self.max_steps = env.task, env.prompt, min(max_steps, MAX_PATH_LENGTH)
+        self.task, self.prompt, self.max_steps = env.task, prompt or env.prompt, min(max_steps, MAX_PATH_LENGTH)
         self.expert = ScriptedExpert(env.task)
         self.obs = np.zeros(39)
 
@@ -79,10 +80,11 @@ def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenc
     scheme = spec.options.get("variations", PROTOCOL.variations)
     max_steps = spec.max_steps or PROTOCOL.max_steps or 0
     fast = bool(spec.options.get("fast_render", False))
+    prompt = (spec.options.get("prompts") or {}).get(task)
     if scheme == "authors":
         variations = mt50_variations(spec.seed)[task]
         env = MetaWorldEnv(task, spec.seed, 0, spec.image_size, variations=variations, fast_render=fast)
-        bench_env = MetaWorldBenchEnv(env, max_steps)
+        bench_env = MetaWorldBenchEnv(env, max_steps, prompt)
         try:
             for k in range(spec.episodes):
                 variation = env.draw_variation()
@@ -94,7 +96,7 @@ def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenc
         for k in range(spec.episodes):
             seed = spec.seed + k
             env = MetaWorldEnv(task, seed, episode_variation(seed), spec.image_size, fast_render=fast)
-            bench_env = MetaWorldBenchEnv(env, max_steps)
+            bench_env = MetaWorldBenchEnv(env, max_steps, prompt)
             try:
                 bench_env.start(None)
                 yield k, seed, bench_env, {"variation": env.variation}

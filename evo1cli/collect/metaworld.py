@@ -62,7 +62,10 @@ def collect(
             episode_seed = seed + index + summary.failed
             env = MetaWorldEnv(task, episode_seed, episode_variation(episode_seed), image_size, fast_render=fast_render)
             try:
-                success, length = _record(writer, env, expert, cameras, max_steps, until_success, keep_failures)
+                if keep_failures or _rehearse(env, expert, max_steps):
+                    success, length = _record(writer, env, expert, cameras, max_steps, until_success, keep_failures)
+                else:
+                    success, length = False, 0
             finally:
                 env.close()
             if success or keep_failures:
@@ -76,6 +79,21 @@ def collect(
             if progress:
                 progress(summary.kept, total)
     return summary
+
+
+def _rehearse(env: MetaWorldEnv, expert: ScriptedExpert, max_steps: int) -> bool:
+    """Whether the expert solves this episode, found without rendering (a failure then costs physics only).
+
+    A reset restores the same variation, and the expert is deterministic, so the recording repeats it.
+    """
+    obs = env.reset()
+    for _ in range(max_steps):
+        obs, solved, truncated = env.step(expert(obs))
+        if solved:
+            return True
+        if truncated:
+            break
+    return False
 
 
 def _record(

@@ -63,6 +63,9 @@ def metaworld(
         "--fast-render",
         help="Shadows and reflections off (faster; match how the training data was rendered).",
     ),
+    prompt: str | None = typer.Option(
+        None, "--prompt", help="Ask this instruction instead of each task's own (does the policy follow the words?)."
+    ),
     embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
     dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
     device: str = device_option(),
@@ -78,6 +81,9 @@ def metaworld(
       evo1 bench metaworld --policy expert --tasks mt10 --episodes 3
 
       evo1 bench metaworld -c runs/quickstart/stage2/checkpoints/last --tasks button-press-topdown-v3 --episodes 20
+
+      evo1 bench metaworld -c runs/mt10/stage2/checkpoints/last --tasks drawer-open-v3 \
+        --prompt "Push and close a drawer"
     """
     from evo1cli.bench.evaluate import process_group
     from evo1cli.bench.harness import RunSpec
@@ -93,6 +99,8 @@ def metaworld(
         raise Evo1Error(f"must be one of {', '.join(VARIATIONS)}, got {variations!r}", field="--variations")
     if min(episodes, action_steps, max_steps, workers) < 1 or videos < 0:
         raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
+    if prompt is not None and not prompt.strip():
+        raise Evo1Error("must not be empty", field="--prompt")
     fn, name, image_size = None, "expert", 448
     group = process_group()
     if policy == "checkpoint":
@@ -101,9 +109,12 @@ def metaworld(
         fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group, device, dtype)
     elif policy != "expert":
         raise Evo1Error(f"must be checkpoint or expert, got {policy!r}", field="--policy")
+    options: dict[str, Any] = {"variations": variations, "fast_render": fast_render}
+    if prompt is not None:
+        options["prompts"] = dict.fromkeys(names, prompt)
     spec = RunSpec(
         "metaworld", episodes, seed, action_steps, image_size, videos, max_steps,
-        str(out / "videos") if videos else None, {"variations": variations, "fast_render": fast_render},
+        str(out / "videos") if videos else None, options,
     )  # fmt: skip
     run_suite("metaworld", names, spec, fn, name, workers, out, as_json, group)
 

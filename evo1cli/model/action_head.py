@@ -93,6 +93,14 @@ class HeadContext:
     values: list[torch.Tensor]
     key_mask: torch.Tensor  # (B, 1, 1, T + 1) bool, True where a token may be attended
 
+    def repeat_interleave(self, k: int) -> HeadContext:
+        """Each sample's projections k times in a row: (B, ...) -> (B * k, ...), as `Tensor.repeat_interleave`."""
+        return HeadContext(
+            [x.repeat_interleave(k, dim=0) for x in self.keys],
+            [x.repeat_interleave(k, dim=0) for x in self.values],
+            self.key_mask.repeat_interleave(k, dim=0),
+        )
+
 
 @dataclass
 class Masks:

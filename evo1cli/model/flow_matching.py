@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from evo1cli.errors import Evo1Error
-from evo1cli.model.action_head import ActionHead, Masks, expand_action_mask
+from evo1cli.model.action_head import ActionHead, HeadContext, Masks, expand_action_mask
 
 T_MIN, T_MAX = 0.02, 0.98
 
@@ -36,11 +36,13 @@ def flow_matching_loss(
     actions: torch.Tensor,
     action_is_pad: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    cache: HeadContext | None = None,
 ) -> torch.Tensor:
     """Masked flow-matching loss of a batch of normalised, padded action chunks (B, H, D).
 
     `masks.action` masks padded action dims; `action_is_pad` (B, H) masks time steps past the end
-    of an episode. Both are excluded from the loss.
+    of an episode. Both are excluded from the loss. `cache` (the context's projections, see
+    `ActionHead.prepare_context`) replaces context and state.
     """
     b, h, d = actions.shape
     dim_mask = expand_action_mask(masks.action, h, d).to(actions.device)
@@ -51,7 +53,7 @@ def flow_matching_loss(
     noise = uniform_noise((b, h, d), generator, actions.device) * dim_mask
     t = sample_time(b, generator, actions.device)
     x_t = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
-    velocity = head.velocity(x_t, t, context, state, masks)
+    velocity = head.velocity(x_t, t, context, state, masks, cache=cache)
     error = (velocity.float() - (actions - noise)).square()
     return (error * active).sum() / active.sum()
 

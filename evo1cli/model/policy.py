@@ -114,21 +114,22 @@ class Evo1Policy(nn.Module):
     def forward(self, batch: Batch, generator: torch.Generator | None = None, draws: int = 1) -> torch.Tensor:
         """The flow-matching loss of a normalised training batch.
 
-        `draws` > 1 pairs each example with that many (noise, t) draws, all sharing one backbone pass:
-        the head sees more of the velocity field per image encoded.
+        `draws` > 1 pairs each example with that many (noise, t) draws, all sharing one backbone pass
+        and one projection of the context's keys and values: the head sees more of the velocity field
+        per image encoded.
         """
         with torch.no_grad() if self.backbone_frozen else contextlib.nullcontext():
             context, valid = self.embed(batch.pixel_values.to(self.device), batch.image_mask, batch.prompts)
         state, actions = batch.state.to(self.device), batch.actions.to(self.device)
         action_mask = batch.action_mask.to(self.device)
         is_pad = None if batch.action_is_pad is None else batch.action_is_pad.to(self.device)
-        if draws > 1:
-            context, valid, state, actions, action_mask = (
-                x.repeat_interleave(draws, dim=0) for x in (context, valid, state, actions, action_mask)
-            )
+        masks, cache = Masks(context=valid, action=action_mask), None
+        if draws > 1:  # context and state enter through the projections, once per example
+            cache = self.action_head.prepare_context(context, state, masks).repeat_interleave(draws)
+            actions, action_mask = (x.repeat_interleave(draws, dim=0) for x in (actions, action_mask))
             is_pad = None if is_pad is None else is_pad.repeat_interleave(draws, dim=0)
-        masks = Masks(context=valid, action=action_mask)
-        return flow_matching_loss(self.action_head, context, state, masks, actions, is_pad, generator)
+            masks = Masks(context=valid, action=action_mask)
+        return flow_matching_loss(self.action_head, context, state, masks, actions, is_pad, generator, cache)
 
     # ------------------------------------------------------------------ raw observations
     @torch.no_grad()
