@@ -10,6 +10,7 @@ from rich.console import Console
 
 from evo1cli.bench.libero import PROTOCOL as LIBERO
 from evo1cli.bench.metaworld import PROTOCOL as METAWORLD
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP
 from evo1cli.commands.output import console, print_json
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
@@ -46,7 +47,7 @@ def robotwin(
 
 @app.command("metaworld")
 def metaworld(
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Policy checkpoint directory."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP),
     policy: str = typer.Option("checkpoint", "--policy", help="checkpoint, or expert (the scripted experts)."),
     tasks: str = typer.Option("mt50", "--tasks", help="mt10, mt50, or a comma list of task names."),
     level: str | None = typer.Option(None, "--level", help="Only one difficulty: easy, medium, hard, very_hard."),
@@ -124,7 +125,7 @@ def libero_command(suite: str) -> Any:
     which = "All four LIBERO suites" if suite == "libero" else f"LIBERO-{suite.split('-')[1].capitalize()}"
 
     def command(
-        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Policy checkpoint directory."),
+        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
         tasks: str = typer.Option("all", "--tasks", help="all, or a comma list of task names or indices (0-9)."),
         episodes: int = typer.Option(LIBERO.episodes, "--episodes", help="Episodes per task (init states 0..N-1)."),
         seed: int = typer.Option(LIBERO.seed, "--seed", help="Env seed; episode k's policy noise uses seed + k."),
@@ -183,7 +184,7 @@ def load_policy_fn(
 ) -> tuple[Any, str, int]:
     """(the policy, its name for the report, its image size) on this process's device: the launched
     group's (one GPU per process) unless --device names one."""
-    from evo1cli.commands.convert import checkpoint_dir
+    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.runtime.policy import LocalPolicy
 
     placement = choose(str(group.device) if group is not None and device == "auto" else device, dtype)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP
 from evo1cli.commands.output import console, err_console, print_json
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
@@ -20,7 +21,7 @@ HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate`
 def deploy(
     robot: str = typer.Argument(..., help="xarm6 or so100."),
     task: str = typer.Option(..., "--task", help="The instruction given to the policy."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Local policy checkpoint."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP),
     server: str | None = typer.Option(None, "--server", help="Or a running `evo1 serve`, e.g. ws://gpu:9000."),
     replay: Path | None = typer.Option(None, "--replay", help="Or replay a recorded episode of this dataset."),
     episode: int = typer.Option(0, "--episode", help="With --replay: the episode to replay."),
@@ -63,7 +64,7 @@ def deploy(
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
     from evo1cli.collect.dataset import Layout, Recorder, open_dataset
-    from evo1cli.commands.convert import checkpoint_dir
+    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
     from evo1cli.runtime.policy import open_policy

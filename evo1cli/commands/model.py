@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir, storage_dtype
 from evo1cli.commands.output import console, print_json
 from evo1cli.commands.placement import choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
@@ -17,16 +18,6 @@ if TYPE_CHECKING:  # torch and the model core load inside the commands, so that 
     import torch
 
 app = typer.Typer(help="Create, inspect and query policy checkpoints.", no_args_is_help=True)
-
-DTYPES = ("float32", "bfloat16")
-
-
-def _dtype(name: str) -> torch.dtype:
-    import torch
-
-    if name not in DTYPES:
-        raise Evo1Error(f"must be one of {', '.join(DTYPES)}, got {name!r}", field="--dtype")
-    return getattr(torch, name)
 
 
 @app.command("init")
@@ -63,7 +54,7 @@ def init(
         table = StatsTable()
         dims = (state_dim or config.state_dim, action_dim or config.action_dim)
         table.add("default", "default", NormStats.identity(*dims))
-    policy = Evo1Policy.build(config, _dtype(dtype), table)
+    policy = Evo1Policy.build(config, storage_dtype(dtype), table)
     save_policy(policy, out)
     console.print(f"wrote {out} ({_count(policy):,} parameters, preset {preset})")
 
@@ -74,14 +65,13 @@ def _count(module: torch.nn.Module) -> int:  # parameters
 
 @app.command("inspect")
 def inspect(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint: evo1, authors' or LeRobot directory, or hub id."),
+    checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Show a checkpoint's config, parameter counts and normalisation stats keys.
 
     Example:  evo1 model inspect runs/tiny --json
     """
-    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.model.checkpoint import load_policy
 
     policy = load_policy(checkpoint_dir(checkpoint))
@@ -145,7 +135,7 @@ def _parse_state(text: str) -> np.ndarray:
 
 @app.command("predict")
 def predict(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+    checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     image: list[str] = typer.Option(
         [], "--image", help="RGB image per view slot, in order; 'none' for an absent view."
     ),
@@ -163,7 +153,6 @@ def predict(
 
     Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
     """
-    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.runtime.policy import LocalPolicy
     from evo1cli.serving.chunks import Query
 
@@ -191,7 +180,7 @@ def predict(
 
 @app.command("verify")
 def verify(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint: evo1, authors' or LeRobot directory, or hub id."),
+    checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     max_abs: float = typer.Option(1e4, "--max-abs", help="Largest |weight| accepted as sane."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
@@ -200,7 +189,6 @@ def verify(
 
     Example:  evo1 model verify runs/metaworld/stage2/checkpoints/last --json
     """
-    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.interop.verify import verify_checkpoint
 
     report = verify_checkpoint(checkpoint_dir(checkpoint), max_abs=max_abs)

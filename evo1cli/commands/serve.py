@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP
 from evo1cli.commands.output import console
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 
 
 def serve(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory to serve."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it to the network)."),
     port: int = typer.Option(9000, "--port", help="TCP port (0 picks a free one)."),
     token: str | None = typer.Option(None, "--token", help="Require this token (Authorization: Bearer or ?token=)."),
@@ -35,7 +36,7 @@ def serve(
 
       evo1 serve --checkpoint runs/metaworld --device cuda:1 --dtype bfloat16
     """
-    from evo1cli.commands.convert import checkpoint_dir
+    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.errors import Evo1Error
     from evo1cli.runtime.policy import LocalPolicy
     from evo1cli.serving.server import ServeOptions, run_server
