@@ -24,10 +24,11 @@ import time
 import numpy as np
 import torch
 
+from evo1cli.bench.metaworld import PROTOCOL
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-ACTION_STEPS = 15
-SEED = 4042
+ACTION_STEPS, SEED = PROTOCOL.action_steps, PROTOCOL.seed
 
 
 def tiny_policy(image_size: int):
@@ -41,9 +42,9 @@ def tiny_policy(image_size: int):
     return Evo1Policy.build(Evo1Config.preset("tiny", image_size=image_size), stats=stats).eval()
 
 
-def authors_loop(tasks: list[str], episodes: int, max_steps: int, predict, image_size: int) -> int:
+def authors_loop(tasks: list[str], episodes: int, max_steps: int, policy, image_size: int) -> int:
     """The authors' client shape: render every step, query per environment; returns episodes run."""
-    from evo1cli.bench.harness import Query
+    from evo1cli.serving.chunks import Query
     from evo1cli.sim.metaworld import MetaWorldEnv, episode_variation
 
     done = 0
@@ -56,8 +57,8 @@ def authors_loop(tasks: list[str], episodes: int, max_steps: int, predict, image
                 for step in range(max_steps):
                     image = env.image()  # every step
                     if step % ACTION_STEPS == 0:
-                        query = Query([image], env.state(obs), env.prompt, SEED + k, step // ACTION_STEPS)
-                        chunk = list(predict([query])[0])
+                        query = Query([image], env.state(obs), env.prompt, seed=SEED + k, index=step // ACTION_STEPS)
+                        chunk = list(policy.infer([query])[0])
                     obs, success, _ = env.step(chunk[step % ACTION_STEPS])
                     if success:
                         break
@@ -67,13 +68,13 @@ def authors_loop(tasks: list[str], episodes: int, max_steps: int, predict, image
     return done
 
 
-def harness(tasks: list[str], episodes: int, max_steps: int, predict, image_size: int, workers: int) -> int:
+def harness(tasks: list[str], episodes: int, max_steps: int, policy, image_size: int, workers: int) -> int:
     from evo1cli.bench.evaluate import evaluate
     from evo1cli.bench.harness import RunSpec
 
     spec = RunSpec("metaworld", episodes, SEED, ACTION_STEPS, image_size, 0, max_steps, None,
                    {"variations": "per-seed"})  # fmt: skip
-    records, _, _ = evaluate("metaworld", tasks, spec, predict, workers)
+    records, _, _ = evaluate("metaworld", tasks, spec, policy, workers)
     return len(records)
 
 
@@ -83,12 +84,11 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=120, help="steps per episode")
     args = parser.parse_args()
 
-    from evo1cli.bench.evaluate import policy_fn
+    from evo1cli.runtime.policy import LocalPolicy
     from evo1cli.sim.metaworld_tasks import resolve_tasks
 
     tasks = resolve_tasks("mt10")
-    policy = tiny_policy(112)
-    predict = policy_fn(policy)
+    predict = LocalPolicy(tiny_policy(112))
     with torch.inference_mode():
         authors_loop(tasks[:1], 1, ACTION_STEPS, predict, 112)  # warm-up: first-call costs out of every timing
         rates: dict[str, float] = {}

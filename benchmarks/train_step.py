@@ -53,7 +53,16 @@ def reference_loss(policy, batch, generator):
     return flow_matching_loss(policy.action_head, context, batch.state, masks, batch.actions, None, generator)
 
 
-def worker(model: str, stage: int, pipeline: str, repeats: int, dtype_name: str) -> dict:
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so the clock reads its end."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def worker(
+    model: str, stage: int, pipeline: str, repeats: int, dtype_name: str, device: str = "cpu", batch_size: int = 0
+) -> dict:
+    """Seconds per optimizer step (median of `repeats` after one warm-up step); batch 0: `BATCH[model]`."""
     from evo1cli.model.config import Evo1Config
     from evo1cli.model.policy import Evo1Policy
     from evo1cli.smoke import synthetic_batch
@@ -61,30 +70,33 @@ def worker(model: str, stage: int, pipeline: str, repeats: int, dtype_name: str)
     from evo1cli.train.recipe import StageSettings
 
     dtype = getattr(torch, dtype_name)
+    size = batch_size or BATCH[model]
     config = Evo1Config.preset("tiny" if model == "tiny" else "internvl3-1b", backbone_init="random")
-    policy = Evo1Policy.build(config, dtype)
+    policy = Evo1Policy.build(config, dtype).to(device)
     policy.freeze_backbone(stage == 1)
     policy.train()
-    batch, _ = synthetic_batch(config, BATCH[model])
+    batch, _ = synthetic_batch(config, size)
     batch.image_mask[:, 1:] = False  # one view per sample
-    batch.pixel_values = batch.pixel_values[: BATCH[model]]
+    batch.pixel_values = batch.pixel_values[:size]
     optimizer, _ = build_optimizer(policy, StageSettings(lr=1e-5))
     trainable = [p for p in policy.parameters() if p.requires_grad]
     times = []
     for i in range(repeats + 1):
-        generator = torch.Generator().manual_seed(i)
+        generator = torch.Generator(device).manual_seed(i)
+        sync(device)
         start = time.perf_counter()
         loss = policy(batch, generator) if pipeline == "evo1" else reference_loss(policy, batch, generator)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync(device)
         if i:  # the first step warms up (allocations, AdamW state)
             times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return {
-        "model": model, "stage": stage, "pipeline": pipeline, "batch": BATCH[model], "dtype": dtype_name,
-        "seconds_per_step": seconds, "samples_per_s": BATCH[model] / seconds,
+        "model": model, "stage": stage, "pipeline": pipeline, "batch": size, "dtype": dtype_name,
+        "seconds_per_step": seconds, "samples_per_s": size / seconds,
         "trainable": sum(p.numel() for p in trainable),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
         "threads": torch.get_num_threads(),

@@ -25,14 +25,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evo1cli.bench.evaluate import eval_info, evaluate, policy_fn
+from evo1cli.bench.evaluate import eval_info, evaluate
 from evo1cli.bench.harness import EpisodeRecord, RunSpec
-from evo1cli.bench.metaworld import ACTION_STEPS, EVAL_SEED, MAX_STEPS
+from evo1cli.bench.metaworld import PROTOCOL
 from evo1cli.bench.report import write_report
 from evo1cli.collect.metaworld import collect
 from evo1cli.data.format import load_meta
 from evo1cli.errors import Evo1Error
-from evo1cli.model.checkpoint import load_policy
+from evo1cli.runtime.device import choose_placement
+from evo1cli.runtime.policy import LocalPolicy
 from evo1cli.sim.metaworld_tasks import MT10, PROMPTS
 from evo1cli.train.recipe import load_recipe
 from evo1cli.train.trainer import Listener, train
@@ -177,16 +178,16 @@ def quickstart(
     if results[-1].interrupted:
         raise KeyboardInterrupt
 
-    policy = load_policy(checkpoint)
-    predict = policy_fn(policy, group.embodiment, group.dataset)
+    # float32, as it was trained here (the CPU's bf16 would change the figures the docs quote)
+    policy = LocalPolicy.load(checkpoint, choose_placement("auto", "float32"), group.embodiment, group.dataset)
 
     def run(phase: str, names: list[str], prompts: dict[str, str] | None) -> tuple[dict[str, Any], dict[str, Path]]:
         options: dict[str, Any] = {"variations": plan.variations, "fast_render": True}
         if prompts:
             options["prompts"] = prompts
         video_dir = str(out / phase / "videos") if videos else None
-        spec = RunSpec("metaworld", eval_episodes, EVAL_SEED, ACTION_STEPS, policy.config.image_size, videos,
-                       MAX_STEPS, video_dir, options)  # fmt: skip
+        spec = RunSpec("metaworld", eval_episodes, PROTOCOL.seed, PROTOCOL.action_steps, policy.image_size, videos,
+                       PROTOCOL.max_steps, video_dir, options)  # fmt: skip
         counter = [0]
 
         def on_episode(record: EpisodeRecord) -> None:
@@ -194,7 +195,7 @@ def quickstart(
             if progress is not None:
                 progress(phase, counter[0], len(names) * eval_episodes)
 
-        records, levels, took = evaluate("metaworld", names, spec, predict, min(workers, len(names)), on_episode)
+        records, levels, took = evaluate("metaworld", names, spec, policy, min(workers, len(names)), on_episode)
         info = eval_info("metaworld", spec, str(checkpoint), records, levels, took)
         return info, write_report(info, out / phase)
 

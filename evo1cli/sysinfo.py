@@ -1,4 +1,5 @@
-"""What `evo1 info` reports: versions, device, attention backends, threads, rendering backend."""
+"""What `evo1 info` reports: versions, device (and what `--device/--dtype auto` pick), attention backends,
+threads, rendering backend."""
 
 from __future__ import annotations
 
@@ -16,17 +17,6 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def attention_backends() -> dict[str, bool]:
@@ -52,13 +42,15 @@ def attention_backends() -> dict[str, bool]:
 def system_info() -> dict[str, Any]:
     import torch
 
+    from evo1cli.runtime.device import choose_placement, cpu_bf16_features
+
     if torch.cuda.is_available():
         device = {"type": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
     elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         device = {"type": "mps", "name": "Apple GPU", "count": 1}
     else:
         device = {"type": "cpu", "name": platform.processor() or platform.machine(), "count": 0}
-    flags = _cpu_flags()
+    bf16 = cpu_bf16_features()
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -67,9 +59,11 @@ def system_info() -> dict[str, Any]:
         "cpu": {
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
-            "avx512_bf16": "avx512_bf16" in flags,
-            "amx_bf16": "amx_bf16" in flags,
+            "avx512_bf16": "avx512_bf16" in bf16,
+            "amx_bf16": "amx_bf16" in bf16,
+            "native_bf16": list(bf16),
         },
+        "auto_placement": choose_placement().banner(),  # what --device auto --dtype auto picks here
         "attention_backends": attention_backends(),
         "env": {key: os.environ.get(key) for key in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "OMP_NUM_THREADS", "HF_HOME")},
     }

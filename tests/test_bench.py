@@ -44,9 +44,14 @@ def counting_episodes(task, spec):
         yield k, spec.seed + k, env, {"actions_seen": env.actions}
 
 
-def chunk_policy(queries):
+class ChunkPolicy:
     """Chunks of 5 actions whose values say which query they answer."""
-    return [np.stack([np.full(1, 100 * q.index + i, np.float32) for i in range(5)]) for q in queries]
+
+    def infer(self, queries):
+        return [np.stack([np.full(1, 100 * q.index + i, np.float32) for i in range(5)]) for q in queries]
+
+
+chunk_policy = ChunkPolicy()
 
 
 def spec(**changes):
@@ -153,17 +158,18 @@ def test_metaworld_protocol_slices_state_clips_actions_and_crops_the_camera():
 
 def test_authors_variations_follow_the_envs_rng(tmp_path, monkeypatch):
     from evo1cli.bench import metaworld as bench_mw
+    from evo1cli.sim import metaworld as sim_mw
     from evo1cli.sim.metaworld import MetaWorldEnv
 
     fake = {"reach-v3": [f"v{i}" for i in range(50)]}
-    monkeypatch.setattr(bench_mw, "mt50_variations", lambda seed: fake)
+    monkeypatch.setattr(sim_mw, "mt50_variations", lambda seed: fake)
     drawn = []
     monkeypatch.setattr(MetaWorldEnv, "__init__", lambda self, *a, **k: _fake_env_init(self, drawn, *a, **k))
     monkeypatch.setattr(MetaWorldEnv, "reset", lambda self, seed=None: (drawn.append(("reset", seed)), np.zeros(39))[1])
     step = lambda self, a: (drawn.append(("step", a.tolist())), (np.ones(39), False, False))[1]  # noqa: E731
     monkeypatch.setattr(MetaWorldEnv, "step", step)
     monkeypatch.setattr(MetaWorldEnv, "close", lambda self: None)
-    monkeypatch.setattr(bench_mw, "ScriptedExpert", lambda task: None)
+    monkeypatch.setattr(sim_mw, "ScriptedExpert", lambda task: None)
     s = spec(episodes=3, seed=4042, options={"variations": "authors"})
     got = [(k, seed, extra["variation"]) for k, seed, _, extra in bench_mw.episodes("reach-v3", s)]
     expected_rng = np.random.default_rng(4042)  # what env.seed(4042) gives the fake's np_random
@@ -204,17 +210,19 @@ def test_expert_through_the_harness_solves_mt10_tasks(tmp_path):
 
 
 def test_chunk_noise_depends_on_the_episode_and_query_only(tiny_config):
-    from evo1cli.bench.evaluate import policy_fn
-    from evo1cli.bench.harness import Query
     from evo1cli.model.normalization import NormStats, StatsTable
     from evo1cli.model.policy import Evo1Policy
+    from evo1cli.runtime.policy import LocalPolicy
+    from evo1cli.serving.chunks import Query
 
     stats = StatsTable()
     stats.add("metaworld", "mw", NormStats.identity(8, 4))
-    predict = policy_fn(Evo1Policy.build(tiny_config.replace(horizon=16, image_size=32), stats=stats))
+    predict = LocalPolicy(Evo1Policy.build(tiny_config.replace(horizon=16, image_size=32), stats=stats)).infer
     rng = np.random.default_rng(0)
     queries = [
-        Query([rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)], rng.uniform(-1, 1, 8), "reach", seed, index)
+        Query(
+            [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)], rng.uniform(-1, 1, 8), "reach", seed=seed, index=index
+        )
         for seed, index in [(4042, 0), (4042, 1), (4043, 0)]
     ]
     batched = predict(queries)
@@ -226,15 +234,15 @@ def test_chunk_noise_depends_on_the_episode_and_query_only(tiny_config):
 
 @pytest.mark.slow
 def test_a_checkpoint_runs_batched_over_two_workers(tiny_config):
-    from evo1cli.bench.evaluate import policy_fn
     from evo1cli.model.normalization import NormStats, StatsTable
     from evo1cli.model.policy import Evo1Policy
+    from evo1cli.runtime.policy import LocalPolicy
 
     stats = StatsTable()
     stats.add("metaworld", "mw", NormStats.identity(8, 4))
     policy = Evo1Policy.build(tiny_config.replace(horizon=16, image_size=32), stats=stats)
     s = spec(episodes=1, seed=7, action_steps=15, image_size=32, max_steps=30, options={"variations": "per-seed"})
-    records, levels, _ = evaluate("metaworld", ["reach-v3", "push-v3"], s, policy_fn(policy), workers=2)
+    records, levels, _ = evaluate("metaworld", ["reach-v3", "push-v3"], s, LocalPolicy(policy), workers=2)
     assert [r.task for r in records] == ["reach-v3", "push-v3"] and levels["push-v3"] == "hard"
     assert all(r.steps == 30 and r.queries == 2 and r.extra["variation"] in range(50) for r in records)
 

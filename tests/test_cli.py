@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evo1cli.runtime.device import choose_placement
+
 
 def evo1(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -101,3 +103,39 @@ def test_core_dependencies_import():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--checkpoint", "{ckpt}", "--port", "0"],
+        ["model", "predict", "{ckpt}", "--image", "none", "--prompt", "p", "--state", "0,0,0,0,0,0,0,0"],
+        ["bench", "metaworld", "-c", "{ckpt}", "--tasks", "reach-v3", "--episodes", "1"],
+        ["deploy", "so100", "--fake", "-c", "{ckpt}", "--task", "t"],
+    ],
+    ids=["serve", "predict", "bench", "deploy"],
+)
+def test_serve_bench_deploy_and_predict_decide_the_device_in_one_place(checkpoint, command):
+    """An impossible --device fails at the decision, with its one line, before anything is loaded or run."""
+    if choose_placement().device.startswith("cuda"):
+        pytest.skip("this machine has a CUDA device")
+    result = evo1(*[a.replace("{ckpt}", str(checkpoint)) for a in command], "--device", "cuda", "--dtype", "float32")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == "error: --device: no CUDA device is visible (torch sees none); use --device cpu"
+
+
+@pytest.mark.slow
+def test_predict_announces_the_placement_and_runs_in_it(checkpoint):
+    common = ["model", "predict", str(checkpoint), "--image", "none", "--prompt", "p", "--state", "0,0,0,0,0,0,0,0"]
+    fp32 = evo1(*common, "--device", "cpu", "--dtype", "float32", "--json")
+    assert fp32.returncode == 0, fp32.stderr
+    bf16 = evo1(*common, "--device", "cpu", "--dtype", "bfloat16", "--json")
+    assert bf16.returncode == 0, bf16.stderr
+    (a, a_info), (b, b_info) = ((np.array(d["actions"]), d) for d in (json.loads(r.stdout) for r in (fp32, bf16)))
+    assert (a_info["device"], a_info["dtype"]) == ("cpu", "float32")
+    assert a_info["placement"] == "cpu as asked; float32 as asked"
+    assert (b_info["device"], b_info["dtype"]) == ("cpu", "bfloat16")
+    human = evo1(*common, "--device", "cpu", "--dtype", "float32")
+    assert human.stdout.startswith("device cpu, float32 (cpu as asked; float32 as asked)")  # the banner
+    assert a.shape == b.shape == (50, 4) and not np.array_equal(a, b)  # really ran in another precision
+    assert np.abs(a - b).max() < 0.25 * np.abs(a).max() + 0.1  # ... and still the same policy

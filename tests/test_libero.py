@@ -192,7 +192,11 @@ def test_missing_package_says_how_to_install(monkeypatch):
 def test_constants():
     assert set(libero.SUITES) == set(libero.MAX_STEPS)
     assert libero.MAX_STEPS == {"libero-spatial": 220, "libero-object": 280, "libero-goal": 300, "libero-long": 520}
-    assert (SETTLE_STEPS, libero.ACTION_STEPS, STATE_DIM, ACTION_DIM) == (10, 14, 8, 7)
+    assert (SETTLE_STEPS, STATE_DIM, ACTION_DIM) == (10, 8, 7)
+    from evo1cli.bench.libero import PROTOCOL  # the authors' evaluation protocol
+
+    assert (PROTOCOL.episodes, PROTOCOL.seed, PROTOCOL.action_steps, PROTOCOL.max_steps) == (50, 7, 14, None)
+    assert PROTOCOL.settle_steps == SETTLE_STEPS
 
 
 # ------------------------------------------------------------------------------------ real LIBERO (slow)

@@ -3,11 +3,13 @@ SDK / serial-port boundary) with rehearsal-video cameras decoded by OpenCV, a re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -20,13 +22,16 @@ from evo1cli.collect.teleop import HandGuiding, KeyboardJog, record_teleop
 from evo1cli.data.format import STAGING_DIR, load_meta
 from evo1cli.data.reader import read_episode
 from evo1cli.data.validate import validate
+from evo1cli.errors import Evo1Error
 from evo1cli.model.checkpoint import save_policy
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy
 from evo1cli.robots.base import RobotError
-from evo1cli.robots.rollout import check_chunk, remote_policy, run_rollout
+from evo1cli.robots.fakes.policies import Circle, Delayed
+from evo1cli.robots.rollout import Execution, check_chunk, load_replay, run_rollout
 from evo1cli.robots.session import RobotSession, load_robot
+from evo1cli.runtime.policy import open_policy
 
 SMALL = [f"cameras.{c}.{k}={v}" for c in ("base", "wrist") for k, v in (("width", 64), ("height", 48))]
 SMALL_SO100 = [s.replace("cameras.base.", "cameras.front.") for s in SMALL]
@@ -42,6 +47,11 @@ def cache(tmp_path_factory, monkeypatch):
 
 def xarm(*extra: str, watchdog: float = 0.5):
     return load_robot("xarm6", overrides=[*SMALL, f"watchdog_s={watchdog}", *extra], fake=True)
+
+
+def blind_xarm(watchdog: float = 0.5):
+    """The xArm without cameras: timing tests that must not depend on video decoding keeping up."""
+    return dataclasses.replace(xarm(watchdog=watchdog), cameras=())
 
 
 def servo_targets(session) -> np.ndarray:
@@ -65,6 +75,16 @@ def tiny_policy(dof: int) -> Evo1Policy:
 def tiny_checkpoint(path, dof: int) -> str:
     save_policy(tiny_policy(dof), path)
     return str(path)
+
+
+class Fn:
+    """A function (images, state, prompt) -> chunk as a policy."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def infer(self, queries):
+        return [self.fn(list(q.images), np.asarray(q.state), q.prompt) for q in queries]
 
 
 # ------------------------------------------------------------------------------------------ deploy loop
@@ -93,7 +113,7 @@ def test_hostile_policy_never_gets_past_the_safety_layer():
     max_step = np.array(config.limits.max_step[:6])
     with RobotSession(config) as robot:
         start = robot.read_joints()[:6]
-        cadence = run_rollout(robot, hostile, "wave", action_steps=5, max_seconds=2.0)
+        cadence = run_rollout(robot, Fn(hostile), "wave", Execution(5), max_seconds=2.0)
         sent = servo_targets(robot)
     assert cadence.ended == "done" and cadence.queries == hostile.calls >= 5 and cadence.ticks >= 5 * 4
     assert len(sent) >= cadence.ticks - 1
@@ -110,9 +130,8 @@ def test_hostile_policy_never_gets_past_the_safety_layer():
 def test_dry_run_sends_nothing_but_checks_everything():
     turn = np.array([50.0, 0, 0, 0, 0, 0, 400])  # base +50 deg, gripper +400: far beyond one tick's step
     with RobotSession(xarm(), dry_run=True) as robot:
-        cadence = run_rollout(
-            robot, lambda im, s, p: np.tile(s + turn, (5, 1)), "wave", action_steps=3, max_seconds=0.6
-        )
+        cadence = run_rollout(robot, Fn(lambda im, s, p: np.tile(s + turn, (5, 1))), "wave", Execution(3),
+                              max_seconds=0.6)  # fmt: skip
         assert len(servo_targets(robot)) == 0 and commands(robot.arm.api, "set_gripper_position") == []
     # what the arm would have got still walks 3 deg per tick towards +50: 16 ticks are rate-limited
     assert cadence.queries >= 2 and cadence.interventions == {"max_step": min(cadence.ticks, 16)}
@@ -124,7 +143,7 @@ def test_a_stalled_policy_trips_the_watchdog_and_ends_the_loop():
         return np.tile(state, (4, 1))
 
     with RobotSession(xarm(watchdog=0.2)) as robot:
-        cadence = run_rollout(robot, stalls, "wave", action_steps=4, max_seconds=5.0, infer_timeout_s=0.3)
+        cadence = run_rollout(robot, Fn(stalls), "wave", Execution(4, infer_timeout_s=0.3), max_seconds=5.0)
         stops = commands(robot.arm.api, "set_state")
     assert cadence.ended == "safety stop: watchdog" and cadence.interventions["watchdog"] == 1
     assert any(c.arguments.get("state") == 4 for c in stops)  # the arm was stopped
@@ -141,12 +160,109 @@ def test_deploy_through_evo1_serve(tmp_path):
     server = Running(tiny_policy(7))
     try:
         with RobotSession(xarm()) as robot:
-            cadence = run_rollout(robot, remote_policy(server.url, None, None, None), "wave", action_steps=4,
-                                  max_seconds=1.0)  # fmt: skip
+            policy = open_policy(None, server.url, None)
+            cadence = run_rollout(robot, policy, "wave", Execution(4), max_seconds=1.0)
             sent = servo_targets(robot)
     finally:
         server.stop()
     assert cadence.ended == "done" and cadence.queries >= 2 and len(sent) >= cadence.ticks - 1
+
+
+# ------------------------------------------------------------------------------------------ asynchronous execution
+@pytest.mark.slow
+def test_async_keeps_the_rate_with_a_300_ms_policy_and_switches_without_a_jump():
+    reports = {}
+    for inference in ("sync", "async"):
+        circle = Circle(np.zeros(7))
+        with RobotSession(blind_xarm()) as robot:
+            robot.safety.move_to(circle.start())
+            before = len(servo_targets(robot))
+            cadence = run_rollout(robot, Delayed(circle, 0.3), "wave", Execution(25, inference), max_seconds=3.0)
+            sent = servo_targets(robot)[before:]
+        assert cadence.ended == "done" and cadence.interventions == {}  # the circle never needs the safety layer
+        assert np.abs(np.diff(sent, axis=0)).max() <= 3.0  # 2 deg per action (a switch: plus the arm's lag)
+        reports[inference] = cadence.summary()
+    sync, asynchronous = reports["sync"], reports["async"]
+    # sync: the arm holds ~0.3 s every 25 ticks (about 22 Hz); async overlaps the queries with motion
+    assert sync["waits"] == sync["queries"] and sync["achieved_hz"] < 26
+    assert asynchronous["waits"] == 0 and asynchronous["inference_overlap"] > 0.8
+    assert asynchronous["achieved_hz"] > sync["achieved_hz"] + 3
+    assert asynchronous["skipped_actions"] >= 5 * (asynchronous["queries"] - 1)  # ~9 ticks in flight each
+    assert 250 <= asynchronous["latency_estimate_ms"] < 1500 and asynchronous["lead"] >= 9
+    # the new chunk picks up at the action for the tick it arrives at: about the same 2-deg step (2/3 of
+    # max_step) as within a chunk; a chunk started at its first action would step back 9 ticks (18 deg)
+    assert asynchronous["max_step_within_chunk"] == pytest.approx(2 / 3, abs=0.01)
+    assert asynchronous["max_step_at_switch"] < 1.0
+
+
+def test_async_hostile_policy_never_gets_past_the_safety_layer():
+    rng = np.random.default_rng(1)
+
+    def hostile(images, state, prompt):
+        time.sleep(0.05)
+        chunk = state + rng.normal(0, 50, (12, 7))
+        chunk[rng.random((12, 7)) < 0.2] = rng.choice([np.nan, np.inf, -np.inf, 1e9])
+        return chunk
+
+    config = xarm()
+    lower, upper = np.array(config.limits.lower[:6]), np.array(config.limits.upper[:6])
+    with RobotSession(config) as robot:
+        start = robot.read_joints()[:6]
+        cadence = run_rollout(robot, Fn(hostile), "wave", Execution(6, "async"), max_seconds=1.5)
+        sent = servo_targets(robot)
+    assert cadence.ended == "done" and cadence.queries >= 3 and len(sent) >= cadence.ticks - 1
+    assert np.all(sent >= lower - 1e-9) and np.all(sent <= upper + 1e-9)
+    steps = np.abs(np.diff(np.vstack([start, sent]), axis=0))
+    assert np.all(steps <= np.array(config.limits.max_step[:6]) + 1e-9)
+    assert cadence.interventions["nonfinite"] > 0 and cadence.interventions["max_step"] > 0
+
+
+@pytest.mark.parametrize("inference", ["sync", "async"])
+def test_ctrl_c_ends_the_loop_within_a_tick_even_while_waiting_for_the_policy(inference):
+    """The policy takes 5 s: Ctrl-C comes while the loop waits for it, and the loop does not wait on."""
+    signalled = []
+
+    def interrupt() -> None:
+        signalled.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with RobotSession(blind_xarm(watchdog=0.2)) as robot:
+        timer = threading.Timer(0.6, interrupt)
+        timer.start()
+        try:
+            slow = Delayed(Circle(np.zeros(7)), 5.0)
+            cadence = run_rollout(robot, slow, "wave", Execution(25, inference), max_seconds=20.0)
+        finally:
+            timer.cancel()
+        ended = time.monotonic()
+        stops = commands(robot.arm.api, "set_state")
+    assert cadence.ended == "Ctrl-C" and signalled
+    assert ended - signalled[0] < 0.5  # one tick is 33 ms; waiting for the policy would take 4.4 s more
+    assert any(c.arguments.get("state") == 4 for c in stops)  # and the arm was stopped at once
+
+
+def test_a_recorded_episode_replays_through_the_safety_layer(tmp_path):
+    config = xarm()
+    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
+    with RobotSession(config) as robot:
+        record_teleop(robot, HandGuiding(robot.arm), writer, "wave", 1, episode_s=0.6, reset_s=0)
+    table = read_episode(load_meta(tmp_path / "ds"), 0)
+    replay = load_replay(str(tmp_path / "ds"), 0, config)
+    np.testing.assert_allclose(replay.actions, table.action) and np.testing.assert_allclose(
+        replay.start, table.state[0]
+    )
+    with RobotSession(config) as robot:
+        robot.safety.move_to(replay.start)
+        before = len(servo_targets(robot))
+        n = len(replay.actions)
+        cadence = run_rollout(robot, replay, "wave", Execution(n), max_seconds=30.0, max_ticks=n)
+        sent = servo_targets(robot)[before:]
+    assert cadence.ended == "done" and cadence.ticks == n and cadence.queries == 1
+    np.testing.assert_allclose(sent, table.action[:, :6], atol=1e-6)  # the recorded actions, as they were
+    with pytest.raises(Evo1Error, match=r"--episode: the dataset has episodes 0\.\.0"):
+        load_replay(str(tmp_path / "ds"), 3, config)
+    with pytest.raises(Evo1Error, match="fps: recorded at 30 fps but the robot runs at 20 Hz"):
+        load_replay(str(tmp_path / "ds"), 0, xarm("control_hz=20"))
 
 
 # ------------------------------------------------------------------------------------------ teleoperation
@@ -310,3 +426,33 @@ def test_deploy_command_through_evo1_serve(tmp_path, cache):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["ended"] == "done" and report["action_steps"] == 5 and report["queries"] >= 2
+
+
+def test_deploy_async_and_replay_from_the_command_line(tmp_path, cache):
+    ckpt = tiny_checkpoint(tmp_path / "ckpt", 6)
+    result = run_cli("deploy", "so100", "--fake", "-c", ckpt, "--task", "Pick up the cube", "--seconds", "2",
+                     "--inference", "async", "--record", str(tmp_path / "rollout"), "--json", *sets(SMALL_SO100),
+                     cache=cache)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.startswith("device cpu, ")  # the banner: what was chosen and why
+    report = json.loads(result.stdout)
+    assert report["inference"] == "async" and report["ended"] == "done" and report["queries"] >= 2
+    assert report["latency_estimate_ms"] > 0 and report["inference_overlap"] > 0
+    replayed = run_cli("deploy", "so100", "--fake", "--replay", str(tmp_path / "rollout"), "--task", "replay",
+                       "--json", *sets(SMALL_SO100), cache=cache)  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    again = json.loads(replayed.stdout)
+    assert again["ended"] == "done" and again["ticks"] == report["ticks"] and again["queries"] == 1
+
+
+def test_an_unreachable_server_is_one_line(tmp_path, cache):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_cli("deploy", "so100", "--fake", "--server", f"ws://127.0.0.1:{port}", "--task", "t",
+                     *sets(SMALL_SO100), cache=cache)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: connection: cannot reach ws://127.0.0.1:{port} after 4 attempts")

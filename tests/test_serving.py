@@ -11,15 +11,14 @@ import urllib.request
 
 import numpy as np
 import pytest
-import torch
 from conftest import Running, make_stats
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from evo1cli.model.flow_matching import uniform_noise
 from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.runtime.policy import chunk_noise
 from evo1cli.serving import wire
-from evo1cli.serving.client import ChunkExecutor, PolicyClient, ServerError
+from evo1cli.serving.client import ChunkExecutor, PolicyClient, RequestError
 
 SEED = 7
 
@@ -41,7 +40,7 @@ def image(seed: int = 0, size: int = 64) -> np.ndarray:
 
 
 def expected(policy: Evo1Policy, images, state, prompt="reach the goal") -> np.ndarray:
-    noise = uniform_noise((policy.config.horizon, policy.config.action_dim), torch.Generator().manual_seed(SEED))
+    noise = chunk_noise((policy.config.horizon, policy.config.action_dim), SEED)  # what `--seed` fixes
     return policy.predict([Observation(images, prompt, state)], noise=noise[None])[0]
 
 
@@ -101,7 +100,7 @@ def test_relative_actions_come_back_absolute(tiny_config):
 def test_token_is_required_when_set(policy):
     server = Running(policy, token="s3cret")
     try:
-        with pytest.raises(ServerError, match="HTTP 401"):
+        with pytest.raises(RequestError, match="HTTP 401"):
             PolicyClient(server.url, retries=0)
         with PolicyClient(server.url, token="s3cret") as client:
             assert client.infer([image()], np.zeros(8), "x").shape == (8, 4)
@@ -210,6 +209,50 @@ def test_chunk_executor_requeries_when_the_chunk_is_used(running):
         actions = [executor.act([image()], np.zeros(8), "reach") for _ in range(7)]
         assert running.server.stats.requests - before == 3  # ticks 0, 3 and 6
         assert np.array_equal(actions[0], actions[3]) and actions[0].shape == (4,)
+
+
+def test_a_timed_out_request_closes_the_session_so_its_late_reply_is_never_taken(policy):
+    from evo1cli.robots.fakes.policies import Delayed
+    from evo1cli.runtime.policy import LocalPolicy
+
+    class SlowOnRequest:  # 1.5 s for the prompt "slow", at once otherwise
+        model = policy
+
+        def __init__(self):
+            self.local, self.slow = LocalPolicy(policy), Delayed(LocalPolicy(policy), 1.5)
+
+        def infer(self, queries):
+            return (self.slow if queries[0].prompt == "slow" else self.local).infer(queries)
+
+    server = Running(SlowOnRequest())
+    try:
+        client = PolicyClient(server.url, timeout_s=0.3)
+        with pytest.raises(RequestError, match=r"^timeout: no reply from .* within 0\.3 s"):
+            client.infer([image(1)], np.zeros(8), "slow")
+        client.timeout_s = 30
+        state = np.full(8, 0.5, np.float32)
+        answer = client.infer([image(2)], state, "reach the goal")  # a new connection; the late reply is lost
+        assert np.allclose(answer, expected(policy, [image(2)], state), atol=1e-5)
+        assert np.allclose(client.infer([image(2)], state, "reach the goal"), answer)  # and it stays in step
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_a_query_seed_gives_the_same_chunk_remotely_and_locally(running, policy):
+    from evo1cli.runtime.policy import LocalPolicy
+    from evo1cli.serving.chunks import Query
+    from evo1cli.serving.client import RemotePolicy
+
+    queries = [Query([image(3)], np.full(8, 0.1, np.float32), "reach", seed=4042, index=i) for i in (0, 1)]
+    with PolicyClient(running.url) as client:
+        remote = RemotePolicy(client).infer(queries)
+    local = LocalPolicy(policy).infer(queries)
+    for r, loc in zip(remote, local, strict=True):
+        np.testing.assert_allclose(r, loc, atol=1e-5)
+    assert not np.allclose(remote[0], remote[1])  # (seed, index) keys the noise
+    with connect(running.url, max_size=None) as ws:
+        assert _ask(ws, wire.pack({**GOOD, "seed": [1, "x"]}))["error"]["field"] == "seed"
 
 
 @pytest.mark.slow

@@ -19,44 +19,16 @@ from typing import Any
 import torch
 
 from evo1cli import __version__
-from evo1cli.bench.harness import EpisodeFactory, EpisodeRecord, PolicyFn, Query, RunSpec, run_benchmark
-from evo1cli.errors import Evo1Error
-from evo1cli.model.flow_matching import uniform_noise
-from evo1cli.model.policy import Evo1Policy, Observation
-
-
-def policy_fn(policy: Evo1Policy, embodiment: str | None = None, dataset: str | None = None) -> PolicyFn:
-    """Batched `predict` whose noise for each query comes from (episode seed, query index) alone."""
-    config = policy.config
-
-    def predict(queries: list[Query]) -> list:
-        noise = torch.stack(
-            [
-                uniform_noise(
-                    (config.horizon, config.action_dim), torch.Generator().manual_seed(q.seed * 100_003 + q.index)
-                )
-                for q in queries
-            ]
-        )
-        observations = [Observation(q.images, q.prompt, q.state, embodiment, dataset) for q in queries]
-        return policy.predict(observations, noise=noise)
-
-    return predict
+from evo1cli.bench.harness import EpisodeFactory, EpisodeRecord, RunSpec, run_benchmark
+from evo1cli.bench.suites import get_suite
+from evo1cli.serving.chunks import Policy
 
 
 def suite_factory(suite: str, spec: RunSpec) -> tuple[EpisodeFactory, dict[str, str]]:
     """The suite's episode factory (its shared files prepared) and its task -> level map."""
-    if suite == "metaworld":
-        from evo1cli.bench.metaworld import episodes, prepare
-        from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS
-
-        prepare(spec)
-        return episodes, {t: level for level, tasks in DIFFICULTY_GROUPS.items() for t in tasks}
-    if suite == "libero":
-        from evo1cli.bench import libero
-
-        return libero.episodes, libero.levels(spec.options["suites"])
-    raise Evo1Error(f"unknown suite {suite!r}", field="suite")
+    found = get_suite(suite)
+    found.prepare(spec)
+    return found.episodes, found.levels(spec)
 
 
 def process_group() -> Any:
@@ -77,7 +49,7 @@ def evaluate(
     suite: str,
     tasks: list[str],
     spec: RunSpec,
-    policy: PolicyFn | None,
+    policy: Policy | None,
     workers: int = 1,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     group: Any = None,

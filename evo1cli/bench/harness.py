@@ -1,14 +1,17 @@
 """The benchmark harness: K worker processes step simulators, one process runs the policy, batched.
 
     main process                                  worker k (one task at a time, all its episodes)
-      policy.predict(all waiting observations) <-- ("query", images, state, prompt)
-      --> ("chunk", actions)                       executes `action_steps` of them, or stops on done
+      policy.infer(all waiting queries)        <-- ("query", images, state, prompt, seed, index)
+      --> chunk                                    executes `action_steps` of it (an `ActionQueue`),
+                                                   or stops on done
                                               <-- ("episode", record), ("task", name) when finished
 
 A worker renders only when the policy needs an image, and every frame only for the episodes it films.
-A suite supplies the environments (`SuiteSpec.episodes(task)` yields each episode's environment, reset
-and ready); the harness is the same for every suite. With `policy=None` the environment's own scripted
-expert acts (`env.expert_action()`), one action per step, through the same loop.
+A suite supplies the environments (`Suite.episodes(task, spec)` in suites.py yields each episode's
+environment, reset and ready); the harness is the same for every suite. The policy is any
+`chunks.Policy`; a query's noise is keyed by (episode seed, query index), so a rerun repeats it. With
+`policy=None` the environment's own scripted expert acts (`env.expert_action()`), one action per step,
+through the same loop.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from evo1cli.errors import Evo1Error
+from evo1cli.serving.chunks import ActionQueue, Policy, Query
 
 
 class BenchEnv(Protocol):
@@ -98,23 +102,22 @@ def _run_episode(
     budget = protocol.max_steps or env.max_steps
     filming = protocol.video_dir is not None and episode < protocol.videos
     frames: list[np.ndarray] = [env.frame()] if filming else []
-    success, steps, queries = False, 0, 0
-    done = False
+    success, steps, done = False, 0, False
+    queue = ActionQueue(protocol.action_steps)
     while not done and steps < budget:
-        if expert:
-            chunk = [env.expert_action()]
-        else:
-            images, state = env.observation()
-            conn.send(("query", images, state, env.prompt, seed, queries))
-            chunk = conn.recv()
-        queries += 1
-        for action in chunk[: protocol.action_steps]:
-            success, done = env.step(np.asarray(action))
-            steps += 1
-            if filming:
-                frames.append(env.frame())
-            if done or steps >= budget:
-                break
+        if queue.due:
+            if expert:
+                chunk = np.asarray([env.expert_action()])
+            else:
+                images, state = env.observation()
+                conn.send(("query", images, state, env.prompt, seed, queue.chunks))
+                chunk = np.asarray(conn.recv())
+            queue.push(chunk)
+        success, done = env.step(np.asarray(queue.pop()))
+        steps += 1
+        if filming:
+            frames.append(env.frame())
+    queries = queue.chunks
     video = None
     if filming and protocol.video_dir:
         video = str(Path(protocol.video_dir) / f"{env.task}_ep{episode:02d}.mp4")
@@ -142,23 +145,11 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> None
     tmp.replace(path)
 
 
-@dataclass
-class Query:
-    images: list[np.ndarray]
-    state: np.ndarray
-    prompt: str
-    seed: int  # the episode's
-    index: int  # queries before this one in the episode: (seed, index) seeds the chunk's noise
-
-
-PolicyFn = Callable[[list[Query]], list[np.ndarray]]
-
-
 def run_benchmark(
     tasks: list[str],
     factory: EpisodeFactory,
     protocol: RunSpec,
-    policy: PolicyFn | None,
+    policy: Policy | None,
     workers: int = 1,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     batch_window_s: float = 0.005,
@@ -191,7 +182,8 @@ def run_benchmark(
                 message = link.recv()
                 kind = message[0]
                 if kind == "query":
-                    waiting[link] = Query(*message[1:])
+                    images, state, prompt, seed, index = message[1:]
+                    waiting[link] = Query(images, state, prompt, seed=seed, index=index)
                 elif kind == "episode":
                     records.append(message[1])
                     if on_episode:
@@ -206,7 +198,7 @@ def run_benchmark(
             if waiting and (not ready or len(waiting) == len(busy)):
                 assert policy is not None
                 order = list(waiting)
-                chunks = policy([waiting[link] for link in order])
+                chunks = policy.infer([waiting[link] for link in order])
                 for link, chunk in zip(order, chunks, strict=True):
                     link.send(chunk)
                 waiting.clear()

@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from evo1cli.bench.harness import RunSpec
+from evo1cli.bench.suites import BenchProtocol, Suite
 from evo1cli.errors import Evo1Error
-from evo1cli.sim.libero import SUITES, LiberoEnv, suite_tasks
+from evo1cli.sim.libero import SETTLE_STEPS, SUITES, LiberoEnv, suite_tasks
 
-EPISODES = 50
-SEED = 7  # the standard LIBERO evaluation seed
+# seed 7: the standard LIBERO evaluation seed; max_steps None: each suite's own budget (220/280/300/520)
+PROTOCOL = BenchProtocol(episodes=50, seed=7, action_steps=14, max_steps=None, settle_steps=SETTLE_STEPS)
 
 
 def suite_names(suite: str) -> list[str]:
@@ -62,6 +63,10 @@ def levels(suites: list[str]) -> dict[str, str]:
     return {name: suite for name, (suite, _) in task_table(suites).items()}
 
 
+def spec_levels(spec: RunSpec) -> dict[str, str]:
+    return levels(spec.options["suites"])
+
+
 def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, LiberoEnv, dict[str, Any]]]:
     """One environment per task, reset to init state k for episode k."""
     suite, task_id = task_table(spec.options["suites"])[task]
@@ -74,3 +79,6 @@ def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, LiberoEnv, di
             yield k, spec.seed + k, env, {"suite": suite, "init_state": k % len(env.init_states)}
     finally:
         env.close()
+
+
+SUITE = Suite("libero", PROTOCOL, episodes, spec_levels)

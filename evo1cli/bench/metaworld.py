@@ -20,23 +20,17 @@ The policy's noise is seeded by the episode's seed, so a rerun repeats every epi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evo1cli.bench.harness import RunSpec
-from evo1cli.sim.metaworld import (
-    MAX_PATH_LENGTH,
-    MetaWorldEnv,
-    ScriptedExpert,
-    episode_variation,
-    mt50_variations,
-)
+from evo1cli.bench.suites import BenchProtocol, Suite
 
-MAX_STEPS = 400
-ACTION_STEPS = 15
-EVAL_SEED = 4042
-EPISODES = 10
+if TYPE_CHECKING:  # the simulator loads in the workers, not when the command line starts
+    from evo1cli.sim.metaworld import MetaWorldEnv
+
+PROTOCOL = BenchProtocol(episodes=10, seed=4042, action_steps=15, max_steps=400, variations="authors")
 VARIATIONS = ("authors", "per-seed")
 
 
@@ -44,6 +38,8 @@ class MetaWorldBenchEnv:
     """`MetaWorldEnv` as the harness drives it."""
 
     def __init__(self, env: MetaWorldEnv, max_steps: int, prompt: str | None = None):
+        from evo1cli.sim.metaworld import MAX_PATH_LENGTH, ScriptedExpert
+
         self.env = env
         self.task, self.prompt, self.max_steps = env.task, prompt or env.prompt, min(max_steps, MAX_PATH_LENGTH)
         self.expert = ScriptedExpert(env.task)
@@ -71,14 +67,18 @@ class MetaWorldBenchEnv:
 
 def prepare(spec: RunSpec) -> None:
     """Once, in the main process: build (or load) the MT50 variations the workers will read."""
-    if spec.options.get("variations", "authors") == "authors":
+    from evo1cli.sim.metaworld import mt50_variations
+
+    if spec.options.get("variations", PROTOCOL.variations) == "authors":
         mt50_variations(spec.seed)
 
 
 def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenchEnv, dict[str, Any]]]:
     """Each episode's ready environment, per `spec.options["variations"]` (see the module docstring)."""
-    scheme = spec.options.get("variations", "authors")
-    max_steps = spec.max_steps or MAX_STEPS
+    from evo1cli.sim.metaworld import MetaWorldEnv, episode_variation, mt50_variations
+
+    scheme = spec.options.get("variations", PROTOCOL.variations)
+    max_steps = spec.max_steps or PROTOCOL.max_steps or 0
     fast = bool(spec.options.get("fast_render", False))
     prompt = (spec.options.get("prompts") or {}).get(task)
     if scheme == "authors":
@@ -102,3 +102,12 @@ def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenc
                 yield k, seed, bench_env, {"variation": env.variation}
             finally:
                 env.close()
+
+
+def levels(spec: RunSpec) -> dict[str, str]:
+    from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS
+
+    return {task: level for level, tasks in DIFFICULTY_GROUPS.items() for task in tasks}
+
+
+SUITE = Suite("metaworld", PROTOCOL, episodes, levels, prepare)

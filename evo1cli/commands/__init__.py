@@ -9,6 +9,7 @@ import typer
 from evo1cli.commands import bench, collect, convert, dataset, deploy, info, model, quickstart, serve, smoke, train
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotError
+from evo1cli.serving.wire import RequestError
 
 app = typer.Typer(
     name="evo1",
@@ -48,9 +49,13 @@ app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1."""
+    """Console entry point: every user-facing failure (bad input or files, a robot's error, a server that
+    refuses or cannot be reached) becomes one line on stderr and exit code 1; an interrupt exits 130."""
     try:
         app()
-    except (Evo1Error, RobotError) as err:
+    except (Evo1Error, RobotError, RequestError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -8,8 +8,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from evo1cli.bench.libero import PROTOCOL as LIBERO
+from evo1cli.bench.metaworld import PROTOCOL as METAWORLD
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP
 from evo1cli.commands.output import console, print_json
+from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
+from evo1cli.serving.robotwin import EXECUTE_STEPS
 
 app = typer.Typer(help="Benchmark policies in simulation.", no_args_is_help=True)
 
@@ -21,7 +26,7 @@ def robotwin(
     token: str | None = typer.Option(None, "--token", help="The server's token, if it has one."),
     embodiment: str = typer.Option("aloha_joint", "--embodiment", help="Stats key: embodiment."),
     dataset_key: str = typer.Option("robotwin_{task_name}", "--dataset-key", help="Stats key per task."),
-    execute: int = typer.Option(37, "--execute", help="Actions executed per chunk."),
+    execute: int = typer.Option(EXECUTE_STEPS, "--execute", help="Actions executed per chunk (the authors' 37)."),
 ) -> None:
     """RoboTwin 2.0 needs SAPIEN with a GPU renderer: export the plug-in that drives `evo1 serve` from it.
 
@@ -42,26 +47,30 @@ def robotwin(
 
 @app.command("metaworld")
 def metaworld(
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Policy checkpoint directory."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP),
     policy: str = typer.Option("checkpoint", "--policy", help="checkpoint, or expert (the scripted experts)."),
     tasks: str = typer.Option("mt50", "--tasks", help="mt10, mt50, or a comma list of task names."),
     level: str | None = typer.Option(None, "--level", help="Only one difficulty: easy, medium, hard, very_hard."),
-    episodes: int = typer.Option(10, "--episodes", help="Episodes per task."),
-    seed: int = typer.Option(4042, "--seed", help="Episode k uses seed + k."),
+    episodes: int = typer.Option(METAWORLD.episodes, "--episodes", help="Episodes per task."),
+    seed: int = typer.Option(METAWORLD.seed, "--seed", help="Episode k uses seed + k."),
     workers: int = typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them."),
     out: Path = typer.Option(Path("runs/bench/metaworld"), "--out", help="Report directory."),
-    action_steps: int = typer.Option(15, "--action-steps", help="Actions executed per chunk."),
-    max_steps: int = typer.Option(400, "--max-steps", help="Steps per episode at most."),
-    variations: str = typer.Option("authors", "--variations", help="authors (MT50 seed draws) or per-seed."),
+    action_steps: int = typer.Option(METAWORLD.action_steps, "--action-steps", help="Actions executed per chunk."),
+    max_steps: int = typer.Option(METAWORLD.max_steps, "--max-steps", help="Steps per episode at most."),
+    variations: str = typer.Option(METAWORLD.variations, "--variations", help="authors (MT50 seed draws) or per-seed."),
     videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
     fast_render: bool = typer.Option(
-        False, "--fast-render", help="Shadows and reflections off (faster; match how the training data was rendered)."
+        METAWORLD.render == "fast",
+        "--fast-render",
+        help="Shadows and reflections off (faster; match how the training data was rendered).",
     ),
     prompt: str | None = typer.Option(
         None, "--prompt", help="Ask this instruction instead of each task's own (does the policy follow the words?)."
     ),
     embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
     dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
 ) -> None:
     """Meta-World MT50 with the authors' protocol: success per task, per level and overall, videos, a report.
@@ -98,7 +107,7 @@ def metaworld(
     if policy == "checkpoint":
         if checkpoint is None:
             raise Evo1Error("give --checkpoint DIR, or --policy expert", field="--checkpoint")
-        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group)
+        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group, device, dtype)
     elif policy != "expert":
         raise Evo1Error(f"must be checkpoint or expert, got {policy!r}", field="--policy")
     options: dict[str, Any] = {"variations": variations, "fast_render": fast_render}
@@ -116,18 +125,24 @@ def libero_command(suite: str) -> Any:
     which = "All four LIBERO suites" if suite == "libero" else f"LIBERO-{suite.split('-')[1].capitalize()}"
 
     def command(
-        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Policy checkpoint directory."),
+        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
         tasks: str = typer.Option("all", "--tasks", help="all, or a comma list of task names or indices (0-9)."),
-        episodes: int = typer.Option(50, "--episodes", help="Episodes per task (init states 0..N-1)."),
-        seed: int = typer.Option(7, "--seed", help="Env seed; episode k's policy noise uses seed + k."),
+        episodes: int = typer.Option(LIBERO.episodes, "--episodes", help="Episodes per task (init states 0..N-1)."),
+        seed: int = typer.Option(LIBERO.seed, "--seed", help="Env seed; episode k's policy noise uses seed + k."),
         workers: int = typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them."),
         out: Path = typer.Option(Path(f"runs/bench/{suite}"), "--out", help="Report directory."),
-        action_steps: int = typer.Option(14, "--action-steps", help="Actions executed per chunk."),
-        max_steps: int | None = typer.Option(None, "--max-steps", help="Step budget (default 220/280/300/520)."),
-        settle_steps: int = typer.Option(10, "--settle-steps", help="Still steps after reset (not counted)."),
+        action_steps: int = typer.Option(LIBERO.action_steps, "--action-steps", help="Actions executed per chunk."),
+        max_steps: int | None = typer.Option(
+            LIBERO.max_steps, "--max-steps", help="Step budget (default 220/280/300/520)."
+        ),
+        settle_steps: int = typer.Option(
+            LIBERO.settle_steps, "--settle-steps", help="Still steps after reset (not counted)."
+        ),
         videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
         embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
         dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
+        device: str = device_option(),
+        dtype: str = dtype_option(),
         as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
     ) -> None:
         from evo1cli.bench import libero
@@ -139,7 +154,7 @@ def libero_command(suite: str) -> Any:
         suites = libero.suite_names(suite)
         names = libero.resolve_tasks(suites, tasks)
         group = process_group()
-        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group)
+        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group, device, dtype)
         options = {"suites": suites, "settle_steps": settle_steps, "gripper": "> 0.5 -> -1 (open), else +1"}
         spec = RunSpec(
             "libero", episodes, seed, action_steps, image_size, videos, max_steps,
@@ -165,18 +180,17 @@ for _suite in ("libero", "libero-spatial", "libero-object", "libero-goal", "libe
 
 
 def load_policy_fn(
-    checkpoint: Path, embodiment: str | None, dataset_key: str | None, group: Any
+    checkpoint: Path, embodiment: str | None, dataset_key: str | None, group: Any, device: str, dtype: str
 ) -> tuple[Any, str, int]:
-    """(batched policy function, its name for the report, its image size) on this process's device."""
-    import torch
+    """(the policy, its name for the report, its image size) on this process's device: the launched
+    group's (one GPU per process) unless --device names one."""
+    from evo1cli.commands.checkpoints import checkpoint_dir
+    from evo1cli.runtime.policy import LocalPolicy
 
-    from evo1cli.bench.evaluate import policy_fn
-    from evo1cli.commands.convert import checkpoint_dir
-    from evo1cli.model.checkpoint import load_policy
-
-    device = group.device if group is not None else "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_policy(checkpoint_dir(checkpoint), device=device)
-    return policy_fn(loaded, embodiment, dataset_key), str(checkpoint), loaded.config.image_size
+    placement = choose(str(group.device) if group is not None and device == "auto" else device, dtype)
+    loaded = LocalPolicy.load(checkpoint_dir(checkpoint), placement, embodiment, dataset_key)
+    announce(placement)
+    return loaded, str(checkpoint), loaded.image_size
 
 
 def run_suite(

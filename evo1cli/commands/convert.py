@@ -5,20 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from evo1cli.commands.model import _dtype
+from evo1cli.commands.checkpoints import checkpoint_dir, storage_dtype
 from evo1cli.commands.output import console, print_json
-
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def checkpoint_dir(checkpoint: str | Path, backbone: str | None = None) -> Path:
-    """The evo1 directory of a checkpoint argument: an evo1, authors' or LeRobot directory, or a hub id
-    (foreign ones are imported into the user's cache once; the import is reported on stderr)."""
-    from evo1cli.interop.resolve import resolve_checkpoint
-
-    return resolve_checkpoint(checkpoint, backbone=backbone, notify=_stderr.print)
 
 
 def import_(
@@ -48,7 +37,7 @@ def import_(
     from evo1cli.interop.resolve import locate
 
     directory, name = locate(source)
-    result = import_checkpoint(directory, out, backbone=backbone, dtype=_dtype(dtype), force=force, origin=name)
+    result = import_checkpoint(directory, out, backbone=backbone, dtype=storage_dtype(dtype), force=force, origin=name)
     if as_json:
         print_json(
             {"out": str(out), "source": name, "layout": result.layout, "backbone": result.backbone,
@@ -93,8 +82,8 @@ def export(
 
     names = [c.strip() for c in cameras.split(",") if c.strip()] if cameras else None
     warnings = export_checkpoint(
-        checkpoint_dir(checkpoint), to, out, dtype=_dtype(dtype) if dtype else None, cameras=names, vlm_name=vlm_name,
-        embodiment=embodiment, dataset=dataset,
+        checkpoint_dir(checkpoint), to, out, dtype=storage_dtype(dtype) if dtype else None, cameras=names,
+        vlm_name=vlm_name, embodiment=embodiment, dataset=dataset,
     )  # fmt: skip
     if as_json:
         print_json({"out": str(out), "to": to, "warnings": warnings})

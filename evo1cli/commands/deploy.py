@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from evo1cli.commands.output import console, print_json
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP
+from evo1cli.commands.output import console, err_console, print_json
+from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 
 HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate` share
@@ -19,8 +21,10 @@ HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate`
 def deploy(
     robot: str = typer.Argument(..., help="xarm6 or so100."),
     task: str = typer.Option(..., "--task", help="The instruction given to the policy."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Local policy checkpoint."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP),
     server: str | None = typer.Option(None, "--server", help="Or a running `evo1 serve`, e.g. ws://gpu:9000."),
+    replay: Path | None = typer.Option(None, "--replay", help="Or replay a recorded episode of this dataset."),
+    episode: int = typer.Option(0, "--episode", help="With --replay: the episode to replay."),
     token: str | None = typer.Option(None, "--token", help="The server's token, if it has one."),
     config: Path | None = typer.Option(None, "--config", help=HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=HELP["set"]),
@@ -28,16 +32,26 @@ def deploy(
     dry_run: bool = typer.Option(False, "--dry-run", help="Run the whole loop but send nothing to the arm."),
     seconds: float = typer.Option(60.0, "--seconds", help="Length of the rollout."),
     action_steps: int | None = typer.Option(None, "--action-steps", help="Actions per chunk (default: config)."),
+    inference: str = typer.Option(
+        "sync", "--inference", help="sync (the arm holds while the policy thinks) or async (it keeps moving)."
+    ),
+    lead: int | None = typer.Option(
+        None, "--lead", help="async: ask for the next chunk this many actions ahead (default: measured latency)."
+    ),
+    blend: int = typer.Option(3, "--blend", help="async: ticks over which a new chunk takes over."),
     home: bool = typer.Option(False, "--home", help="Move to the configured home pose first (slowly)."),
     record: Path | None = typer.Option(None, "--record", help="Also record the rollout into this dataset."),
     embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
     dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the cadence report as JSON."),
 ) -> None:
     """Closed loop on a real arm: observe, query the policy, execute a chunk at the control rate, repeat.
 
     Every command passes the safety layer (joint limits, max step per tick, workspace, NaN rejection,
-    watchdog); Ctrl-C stops the arm at once. Ends with a cadence report.
+    watchdog); Ctrl-C stops the arm at once. Ends with a cadence report. With --inference async the next
+    chunk is computed while the arm executes the current one.
 
     Examples:
 
@@ -45,38 +59,61 @@ def deploy(
 
       evo1 deploy xarm6 --server ws://gpu-box:9000 --task "Open the drawer" --set connection.ip=192.168.1.222
 
-      evo1 deploy so100 -c CKPT --task "Pick up the cube" --fake --seconds 5
+      evo1 deploy so100 -c CKPT --task "Pick up the cube" --fake --seconds 5 --inference async
+
+      evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
     from evo1cli.collect.dataset import Layout, Recorder, open_dataset
-    from evo1cli.commands.convert import checkpoint_dir
-    from evo1cli.robots.rollout import local_policy, remote_policy, run_rollout
+    from evo1cli.commands.checkpoints import checkpoint_dir
+    from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
+    from evo1cli.runtime.policy import open_policy
 
-    if (checkpoint is None) == (server is None):
-        raise Evo1Error("give exactly one of --checkpoint DIR and --server URL", field="--checkpoint")
+    if sum(x is not None for x in (checkpoint, server, replay)) != 1:
+        raise Evo1Error("give exactly one of --checkpoint DIR, --server URL and --replay DATASET", field="--checkpoint")
     if seconds <= 0 or (action_steps is not None and action_steps < 1):
         raise Evo1Error("--seconds must be > 0 and --action-steps >= 1", field="options")
+    if inference not in INFERENCE or (replay is not None and inference != "sync"):
+        raise Evo1Error(f"must be sync or async (a replay is sync), got {inference!r}", field="--inference")
+    if blend < 0 or (lead is not None and lead < 0):
+        raise Evo1Error("--blend and --lead must be >= 0", field="options")
+    placement = choose(device, dtype) if checkpoint is not None else None
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
     steps = action_steps or robot_config.action_steps
-    policy = (
-        local_policy(str(checkpoint_dir(checkpoint)), embodiment, dataset_key)
-        if checkpoint is not None
-        else remote_policy(str(server), token, embodiment, dataset_key)
-    )
-    with RobotSession(robot_config, dry_run=dry_run) as session:
-        writer = open_dataset(record, Layout.of_robot(robot_config)) if record is not None else None  # once connected
-        if home and not dry_run:
-            console.print("moving home ...")
-            session.safety.move_to(robot_config.home)
-        recorder = Recorder(writer, task) if writer is not None else None
-        try:
-            cadence = run_rollout(session, policy, task, action_steps=steps, max_seconds=seconds, recorder=recorder)
-        except BaseException:
-            if recorder is not None:
-                recorder.discard()
-            raise
+    max_ticks = replayed = None
+    if replay is not None:
+        policy = replayed = load_replay(str(replay), episode, robot_config)
+        steps = max_ticks = len(replayed.actions)
+    else:
+        source = checkpoint_dir(checkpoint) if checkpoint is not None else None
+        policy = open_policy(source, server, placement, embodiment, dataset_key, token)
+        if placement is not None:
+            announce(placement)
+    execution = Execution(steps, inference, blend, lead)
+    try:
+        with RobotSession(robot_config, dry_run=dry_run) as session:
+            layout = Layout.of_robot(robot_config)
+            writer = open_dataset(record, layout) if record is not None else None  # once connected
+            if home and not dry_run:
+                err_console.print("moving home ...")
+                session.safety.move_to(robot_config.home)
+            if replayed is not None and not dry_run:
+                err_console.print("moving to the recorded start ...")
+                session.safety.move_to(replayed.start)
+            recorder = Recorder(writer, task) if writer is not None else None
+            try:
+                cadence = run_rollout(session, policy, task, execution, max_seconds=seconds, max_ticks=max_ticks,
+                                      recorder=recorder)  # fmt: skip
+            except BaseException:
+                if recorder is not None:
+                    recorder.discard()
+                raise
+    finally:
+        if hasattr(policy, "close"):
+            policy.close()
     if recorder is not None and recorder.frames:  # the arm is holding, disconnected: take the time to encode
-        recorder.commit(source="policy", checkpoint=str(checkpoint or server), dry_run=dry_run)
+        source = "replay" if replay is not None else "policy"
+        recorder.commit(source=source, checkpoint=str(checkpoint or server or replay), dry_run=dry_run)
     report = cadence.summary() | {"robot": robot, "dry_run": dry_run, "action_steps": steps}
     if as_json:
         print_json(report)
@@ -96,7 +133,17 @@ def print_cadence(report: dict) -> None:
     table.add_column("value", justify="right")
     table.add_row("control rate", f"{report['achieved_hz']:.1f} Hz of {report['target_hz']:g} Hz")
     table.add_row("ticks (over budget)", f"{report['ticks']} ({report['ticks_over_budget']})")
-    table.add_row("policy queries", str(report["queries"]))
+    table.add_row("policy queries", f"{report['queries']} ({report['inference']}, waited for {report['waits']})")
+    if report["inference"] == "async":
+        estimate = report["latency_estimate_ms"]
+        table.add_row("inference overlap", f"{report['inference_overlap']:.0%} of the query time")
+        table.add_row("latency estimate", f"{estimate:.0f} ms, asking {report['lead']} actions ahead" if estimate
+                      else "none")  # fmt: skip
+        table.add_row("skipped actions", f"{report['skipped_actions']} (dropped chunks {report['dropped_chunks']})")
+    table.add_row(
+        "largest step",
+        f"{report['max_step_at_switch']:.2f} max_step at a chunk switch, {report['max_step_within_chunk']:.2f} within",
+    )
     for phase in ("observe", "infer", "act", "record"):
         t = report[phase]
         if phase == "record" and not t["total_s"]:

@@ -23,6 +23,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON for mach
         table.add_row(name, version or "[dim]not installed[/]")
     device = data["device"]
     table.add_row("device", f"{device['type']} ({device['name']})")
+    table.add_row("auto picks", data["auto_placement"])
     cpu = data["cpu"]
     table.add_row(
         "cpu", f"{cpu['cores']} cores, torch threads {cpu['torch_threads']}, avx512_bf16 {cpu['avx512_bf16']}"

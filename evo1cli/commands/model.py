@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir, storage_dtype
 from evo1cli.commands.output import console, print_json
+from evo1cli.commands.placement import choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 
 if TYPE_CHECKING:  # torch and the model core load inside the commands, so that --help is instant
@@ -16,16 +18,6 @@ if TYPE_CHECKING:  # torch and the model core load inside the commands, so that 
     import torch
 
 app = typer.Typer(help="Create, inspect and query policy checkpoints.", no_args_is_help=True)
-
-DTYPES = ("float32", "bfloat16")
-
-
-def _dtype(name: str) -> torch.dtype:
-    import torch
-
-    if name not in DTYPES:
-        raise Evo1Error(f"must be one of {', '.join(DTYPES)}, got {name!r}", field="--dtype")
-    return getattr(torch, name)
 
 
 @app.command("init")
@@ -62,7 +54,7 @@ def init(
         table = StatsTable()
         dims = (state_dim or config.state_dim, action_dim or config.action_dim)
         table.add("default", "default", NormStats.identity(*dims))
-    policy = Evo1Policy.build(config, _dtype(dtype), table)
+    policy = Evo1Policy.build(config, storage_dtype(dtype), table)
     save_policy(policy, out)
     console.print(f"wrote {out} ({_count(policy):,} parameters, preset {preset})")
 
@@ -73,14 +65,13 @@ def _count(module: torch.nn.Module) -> int:  # parameters
 
 @app.command("inspect")
 def inspect(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint: evo1, authors' or LeRobot directory, or hub id."),
+    checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Show a checkpoint's config, parameter counts and normalisation stats keys.
 
     Example:  evo1 model inspect runs/tiny --json
     """
-    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.model.checkpoint import load_policy
 
     policy = load_policy(checkpoint_dir(checkpoint))
@@ -144,7 +135,7 @@ def _parse_state(text: str) -> np.ndarray:
 
 @app.command("predict")
 def predict(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory."),
+    checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     image: list[str] = typer.Option(
         [], "--image", help="RGB image per view slot, in order; 'none' for an absent view."
     ),
@@ -154,32 +145,30 @@ def predict(
     dataset: str | None = typer.Option(None, help="Stats key: dataset (optional when unambiguous)."),
     steps: int | None = typer.Option(None, help="Euler steps (default: the checkpoint's)."),
     seed: int = typer.Option(0, help="Seed of the initial noise."),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Predict one action chunk from images, a prompt and a state.
 
     Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
     """
-    import torch
-
-    from evo1cli.commands.convert import checkpoint_dir
-    from evo1cli.model.checkpoint import load_policy
-    from evo1cli.model.policy import Observation
+    from evo1cli.runtime.policy import LocalPolicy
+    from evo1cli.serving.chunks import Query
 
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
-    policy = load_policy(checkpoint_dir(checkpoint))
-    obs = Observation(
-        images=[_read_image(p, i) for i, p in enumerate(image)],
-        prompt=prompt,
-        state=_parse_state(state),
-        embodiment=embodiment,
-        dataset=dataset,
-    )
-    chunk = policy.predict([obs], generator=torch.Generator().manual_seed(seed), num_steps=steps)[0]
+    images = [_read_image(p, i) for i, p in enumerate(image)]
+    placement = choose(device, dtype)
+    policy = LocalPolicy.load(checkpoint_dir(checkpoint), placement)
+    policy.num_steps = steps
+    query = Query(images, _parse_state(state), prompt, embodiment, dataset, seed=seed)
+    chunk = policy.infer([query])[0]
     if as_json:
-        print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1]})
+        print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1],
+                    "device": placement.device, "dtype": placement.dtype, "placement": placement.reason})  # fmt: skip
         return
+    console.print(placement.banner())
     table = Table(title=f"action chunk ({chunk.shape[0]} x {chunk.shape[1]})")
     table.add_column("step", justify="right")
     for d in range(chunk.shape[1]):
@@ -191,7 +180,7 @@ def predict(
 
 @app.command("verify")
 def verify(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint: evo1, authors' or LeRobot directory, or hub id."),
+    checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
     max_abs: float = typer.Option(1e4, "--max-abs", help="Largest |weight| accepted as sane."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
@@ -200,7 +189,6 @@ def verify(
 
     Example:  evo1 model verify runs/metaworld/stage2/checkpoints/last --json
     """
-    from evo1cli.commands.convert import checkpoint_dir
     from evo1cli.interop.verify import verify_checkpoint
 
     report = verify_checkpoint(checkpoint_dir(checkpoint), max_abs=max_abs)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(highlight=False, soft_wrap=True)  # paths stay on one line when piped
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # progress notes: stdout stays clean for --json
 
 
 def print_json(data: Any) -> None:

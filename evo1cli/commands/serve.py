@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP
 from evo1cli.commands.output import console
+from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 
 
 def serve(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory to serve."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it to the network)."),
     port: int = typer.Option(9000, "--port", help="TCP port (0 picks a free one)."),
     token: str | None = typer.Option(None, "--token", help="Require this token (Authorization: Bearer or ?token=)."),
@@ -18,6 +20,11 @@ def serve(
     max_batch: int = typer.Option(16, "--max-batch", help="Requests that arrive together share a forward pass."),
     batch_window_ms: float = typer.Option(5.0, "--batch-window-ms", help="How long to wait for a batch to fill."),
     seed: int | None = typer.Option(None, "--seed", help="Fixed initial noise: identical requests, identical replies."),
+    ping_interval: float | None = typer.Option(
+        None, "--ping-interval", help="Keep-alive pings every this many seconds (default: off, for long inferences)."
+    ),
+    device: str = device_option(),
+    dtype: str = dtype_option(),
 ) -> None:
     """Serve a checkpoint over websockets (msgpack, or the authors' JSON protocol) with a /healthz endpoint.
 
@@ -26,15 +33,19 @@ def serve(
       evo1 serve --checkpoint runs/smoke
 
       evo1 serve --checkpoint runs/metaworld --host 0.0.0.0 --port 9000 --token s3cret
+
+      evo1 serve --checkpoint runs/metaworld --device cuda:1 --dtype bfloat16
     """
-    from evo1cli.commands.convert import checkpoint_dir
+    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.errors import Evo1Error
-    from evo1cli.model.checkpoint import load_policy
+    from evo1cli.runtime.policy import LocalPolicy
     from evo1cli.serving.server import ServeOptions, run_server
 
-    if max_message_mb <= 0 or max_batch < 1 or batch_window_ms < 0:
-        raise Evo1Error("--max-message-mb and --max-batch must be positive", field="options")
-    policy = load_policy(checkpoint_dir(checkpoint))
+    if min(max_message_mb, max_batch, ping_interval or 1) <= 0 or max_batch < 1 or batch_window_ms < 0:
+        raise Evo1Error("--max-message-mb, --max-batch and --ping-interval must be positive", field="options")
+    placement = choose(device, dtype)
+    policy = LocalPolicy.load(checkpoint_dir(checkpoint), placement)
+    announce(placement)
     options = ServeOptions(
         host=host,
         port=port,
@@ -43,10 +54,11 @@ def serve(
         max_batch=max_batch,
         batch_window_s=batch_window_ms / 1000,
         seed=seed,
+        ping_interval_s=ping_interval,
     )
 
     def ready(bound: int) -> None:
-        keys = ", ".join(f"{e}/{d}" for e, d in policy.stats.entries) or "none"
+        keys = ", ".join(f"{e}/{d}" for e, d in policy.model.stats.entries) or "none"
         console.print(
             f"serving {checkpoint} on ws://{host}:{bound} (health: http://{host}:{bound}/healthz; stats keys: {keys})"
         )

@@ -62,7 +62,7 @@ def train(
         console.print(f"{recipe}: valid ({len(parsed.data.groups)} dataset(s), output {parsed.output})")
         return
     if init is not None:
-        from evo1cli.commands.convert import checkpoint_dir
+        from evo1cli.commands.checkpoints import checkpoint_dir
 
         init = checkpoint_dir(init)
     with training_display(quiet=as_json) as listener:

@@ -1,16 +1,23 @@
-"""The closed loop of `evo1 deploy`: observe, query the policy, execute a chunk at the control rate, re-query.
+"""The closed loop of `evo1 deploy`: observe, keep a chunk of actions coming, execute one per tick.
 
     tick k (period 1 / control_hz):
       observe   joints = measured (dof,), images = every camera's newest frame (a stale one is an error)
-      infer     only when the chunk is used up: chunk = policy(images, joints, prompt)   (H, >= dof)
-                (the safety layer's `idle()` keeps the watchdog patient meanwhile; the arm holds)
-      act       safety.command(chunk[i])   (clamped, rate-limited, NaN-rejected; dry run: not sent)
+      ask       sync:  when the chunk is due (`action_steps` used), query the policy and wait for it
+                       (the safety layer's `idle()` keeps the watchdog patient meanwhile; the arm holds)
+                async: when at most `lead` actions are left before it is due, query in the background
+                       and keep executing; `lead` = the measured latency in ticks + 1 (at least 2), or
+                       `--lead`; a first, warm-up query before the loop is not measured. A chunk that
+                       arrives skips the actions whose ticks went by meanwhile and is blended in over
+                       `blend` ticks; if the current chunk runs out first, the loop waits as sync does
+      act       safety.command(queue.pop())   (clamped, rate-limited, NaN-rejected; dry run: not sent)
       record    optionally (state = joints, action = what was sent, images) into a dataset episode
-      sleep     until tick k + 1; a tick that ends late counts as over budget and the schedule restarts
+      sleep     until tick k + 1; a tick that ends late counts as over budget (more than one period late:
+                the schedule restarts from now)
 
-The policy is any `(images, state, prompt) -> chunk` function: a local checkpoint (`local_policy`) or a
-remote `evo1 serve` (`remote_policy`). The loop ends after `max_seconds`, on Ctrl-C (the safety layer has
-already stopped the arm) or on a safety stop, and returns its `Cadence`.
+The policy is any `chunks.Policy`: a local checkpoint or a remote `evo1 serve` (`runtime.policy.open_policy`),
+or a recorded episode (`ReplayPolicy`). The chunk logic is `chunks.ActionQueue`'s. The loop ends after
+`max_seconds` (or `max_ticks`), on Ctrl-C (the safety layer has already stopped the arm; the loop ends
+within one tick, also while it waits for a query) or on a safety stop, and returns its `Cadence`.
 """
 
 from __future__ import annotations
@@ -23,35 +30,64 @@ from typing import Any
 import numpy as np
 
 from evo1cli.robots.base import RobotError
+from evo1cli.runtime.background import Answer, BackgroundQuery
+from evo1cli.serving.chunks import ActionQueue, LatencyEstimate, Policy, Query, lead_ticks
 
-ChunkFn = Callable[[list[np.ndarray], np.ndarray, str], np.ndarray]
-"""(camera images in config order, measured joints, prompt) -> action chunk (H, action dims)."""
-
-
-def local_policy(checkpoint: str, embodiment: str | None, dataset: str | None, device: str | None = None) -> ChunkFn:
-    import torch
-
-    from evo1cli.model.checkpoint import load_policy
-    from evo1cli.model.policy import Observation
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    policy = load_policy(checkpoint, device=device)
-
-    def infer(images: list[np.ndarray], state: np.ndarray, prompt: str) -> np.ndarray:
-        return policy.predict([Observation(images, prompt, state, embodiment, dataset)])[0]
-
-    return infer
+INFERENCE = ("sync", "async")
 
 
-def remote_policy(url: str, token: str | None, embodiment: str | None, dataset: str | None) -> ChunkFn:
-    from evo1cli.serving.client import PolicyClient
+@dataclass(frozen=True)
+class Execution:
+    """How chunks are executed: see the module docstring."""
 
-    client = PolicyClient(url, token=token, retries=3)
+    action_steps: int
+    inference: str = "sync"
+    blend: int = 3  # async only: ticks over which a new chunk takes over
+    lead: int | None = None  # async only: ask this many actions ahead (None: from the measured latency)
+    min_lead: int = 2
+    infer_timeout_s: float = 30.0  # a query may keep the arm waiting this long before the watchdog stops it
 
-    def infer(images: list[np.ndarray], state: np.ndarray, prompt: str) -> np.ndarray:
-        return np.asarray(client.infer(images, state, prompt, embodiment, dataset))
+    @property
+    def asynchronous(self) -> bool:
+        return self.inference == "async"
 
-    return infer
+
+class ReplayPolicy:
+    """A recorded episode's actions as a policy: one chunk of all of them, executed from tick 0 in one
+    synchronous query (`action_steps` = `max_ticks` = its length), through the same queue and safety
+    layer as any policy. `start` is the recorded first pose, to move to (slowly) before replaying."""
+
+    def __init__(self, actions: np.ndarray, start: np.ndarray):
+        self.actions = np.asarray(actions, dtype=np.float64)
+        self.start = np.asarray(start, dtype=np.float64)
+
+    def infer(self, queries: list[Query]) -> list[np.ndarray]:
+        return [self.actions for _ in queries]
+
+
+def load_replay(dataset: str, episode: int, config: Any) -> ReplayPolicy:
+    """Episode `episode` of a recorded dataset as a `ReplayPolicy` for the robot of `config`."""
+    from evo1cli.data.format import load_meta
+    from evo1cli.data.reader import read_episode
+    from evo1cli.errors import Evo1Error
+
+    meta = load_meta(dataset)
+    if not 0 <= episode < len(meta.episodes):
+        raise Evo1Error(f"the dataset has episodes 0..{len(meta.episodes) - 1}", path=dataset, field="--episode")
+    if abs(meta.fps - config.control_hz) > 1e-6:
+        raise Evo1Error(
+            f"recorded at {meta.fps} fps but the robot runs at {config.control_hz:g} Hz (--set control_hz={meta.fps})",
+            path=dataset,
+            field="fps",
+        )
+    table = read_episode(meta, episode)
+    assert table is not None  # read_episode raises on a problem by default
+    dof = len(config.joints)
+    if table.action.shape[1] != dof:
+        raise Evo1Error(f"actions have {table.action.shape[1]} dims; the {config.robot} has {dof} joints",
+                        path=dataset, field="action")  # fmt: skip
+    start = table.state[0] if table.state.shape[1] == dof else table.action[0]
+    return ReplayPolicy(table.action, start)
 
 
 @dataclass
@@ -59,6 +95,7 @@ class Cadence:
     """How the loop kept time, and what the safety layer did."""
 
     target_hz: float
+    inference: str = "sync"
     ticks: int = 0
     seconds: float = 0.0
     queries: int = 0
@@ -69,6 +106,15 @@ class Cadence:
     record_s: list[float] = field(default_factory=list)  # per recorded tick (video encoding included)
     interventions: dict[str, int] = field(default_factory=dict)
     ended: str = "done"  # done | Ctrl-C | safety stop: <why>
+    warmup_s: float = 0.0  # async: the unmeasured first query, before the loop
+    waits: int = 0  # queries the loop waited for with the arm holding (sync: all of them)
+    query_s: float = 0.0  # seconds of the queries after the first chunk ...
+    held_s: float = 0.0  # ... and of those, how long the arm held waiting for them
+    skipped: int = 0  # actions skipped because their tick went by while their chunk was computed
+    dropped: int = 0  # chunks dropped whole (stale)
+    lead: int = 0  # async: the last lead used (actions ahead of due)
+    latency_estimate_s: float | None = None
+    max_step: dict[str, float] = field(default_factory=lambda: {"switch": 0.0, "within": 0.0})
 
     def summary(self) -> dict[str, Any]:
         def ms(values: list[float]) -> dict[str, float]:
@@ -88,6 +134,16 @@ class Cadence:
             "seconds": round(self.seconds, 3),
             "queries": self.queries,
             "ticks_over_budget": self.over_budget,
+            "inference": self.inference,
+            "waits": self.waits,
+            "inference_overlap": round(max(0.0, 1 - self.held_s / self.query_s), 3) if self.query_s else 0.0,
+            "skipped_actions": self.skipped,
+            "dropped_chunks": self.dropped,
+            "latency_estimate_ms": None if self.latency_estimate_s is None else round(1e3 * self.latency_estimate_s, 1),
+            "lead": self.lead,
+            "warmup_s": round(self.warmup_s, 3),
+            "max_step_at_switch": round(self.max_step["switch"], 3),
+            "max_step_within_chunk": round(self.max_step["within"], 3),
             "observe": ms(self.observe_s),
             "infer": ms(self.infer_s),
             "act": ms(self.act_s),
@@ -107,59 +163,178 @@ def check_chunk(chunk: Any, dof: int) -> np.ndarray:
 
 def run_rollout(
     robot: Any,
-    policy: ChunkFn,
+    policy: Policy,
     prompt: str,
+    execution: Execution,
     *,
-    action_steps: int,
     max_seconds: float,
-    infer_timeout_s: float = 30.0,
+    max_ticks: int | None = None,
     recorder: Any = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Cadence:
     """Run the loop on a `RobotSession`; `recorder.add(joints, sent, images)` records each tick if given."""
-    config, safety = robot.config, robot.safety
-    period = 1.0 / config.control_hz
-    cadence = Cadence(config.control_hz)
-    names = [c.name for c in config.cameras]
-    chunk: np.ndarray | None = None
-    used = 0
-    start = next_tick = clock()
-    with safety.handle_sigint():
-        while clock() - start < max_seconds:
-            if safety.stop_requested:
-                cadence.ended = "Ctrl-C"
-                break
-            if safety.stopped is not None:
-                cadence.ended = f"safety stop: {safety.stopped}"
-                break
-            t0 = clock()
-            joints = robot.read_joints()
-            frames = robot.read_images()
-            images = [frames[name] for name in names]
-            t1 = clock()
-            cadence.observe_s.append(t1 - t0)
-            if chunk is None or used >= min(action_steps, len(chunk)):
-                with safety.idle(infer_timeout_s):
-                    chunk = check_chunk(policy(images, joints, prompt), len(joints))
-                used = 0
-                cadence.queries += 1
-                cadence.infer_s.append(clock() - t1)
-            t2 = clock()
-            sent = safety.command(chunk[used])
-            used += 1
-            cadence.act_s.append(clock() - t2)
-            if recorder is not None and sent is not None:
-                t3 = clock()
-                recorder.add(joints, sent, frames)
-                cadence.record_s.append(clock() - t3)
-            cadence.ticks += 1
-            next_tick += period
-            now = clock()
-            if now > next_tick:
-                cadence.over_budget += 1
-                next_tick = now
+    return _Rollout(robot, policy, prompt, execution, recorder, clock).run(max_seconds, max_ticks)
+
+
+class _Rollout:
+    def __init__(self, robot: Any, policy: Policy, prompt: str, execution: Execution, recorder: Any, clock: Any):
+        self.robot, self.safety, self.prompt, self.ex = robot, robot.safety, prompt, execution
+        self.recorder, self.clock = recorder, clock
+        config = robot.config
+        self.period = 1.0 / config.control_hz
+        self.max_step = np.asarray(config.limits.max_step, dtype=np.float64)
+        self.names = [c.name for c in config.cameras]
+        self.queue = ActionQueue(execution.action_steps, execution.blend if execution.asynchronous else 0)
+        self.latency = LatencyEstimate()
+        self.worker = BackgroundQuery(policy)
+        self.cadence = Cadence(config.control_hz, execution.inference)
+        self.switched = False  # the next action is the first of a new chunk
+
+    def run(self, max_seconds: float, max_ticks: int | None) -> Cadence:
+        on_time = False
+        try:
+            with self.safety.handle_sigint():
+                if not self.ex.asynchronous or self._start():
+                    on_time = self._loop(max_seconds, max_ticks)
+        finally:  # on time: let a query in flight finish, so the policy is free for its next user; else go now
+            self.worker.close(self.ex.infer_timeout_s if on_time else 0.0)
+        return self._end()
+
+    def _loop(self, max_seconds: float, max_ticks: int | None) -> bool:
+        """Tick until the time (or tick) budget is spent: True; or until a stop: False."""
+        cadence, safety = self.cadence, self.safety
+        start = next_tick = self.clock()
+        try:
+            while self.clock() - start < max_seconds and (max_ticks is None or cadence.ticks < max_ticks):
+                t0 = self.clock()
+                if self._stopping():
+                    return False
+                joints, frames, query = self._observe()
+                cadence.observe_s.append(self.clock() - t0)
+                if not self._keep_chunks_coming(query):
+                    return False
+                t1 = self.clock()
+                target = self.queue.pop()
+                self._measure_step(target)
+                sent = safety.command(target)
+                cadence.act_s.append(self.clock() - t1)
+                if self.recorder is not None and sent is not None:
+                    t2 = self.clock()
+                    self.recorder.add(joints, sent, frames)
+                    cadence.record_s.append(self.clock() - t2)
+                cadence.ticks += 1
+                next_tick += self.period
+                now = self.clock()
+                if now > next_tick:
+                    cadence.over_budget += 1
+                    if now > next_tick + self.period:  # a whole slot lost: restart the schedule from now
+                        next_tick = now
+                else:
+                    time.sleep(next_tick - now)
+            return True
+        finally:
+            cadence.seconds = self.clock() - start
+
+    def _end(self) -> Cadence:
+        cadence = self.cadence
+        self._stopping()
+        cadence.interventions = {k: v for k, v in self.safety.counts.items() if v}
+        cadence.skipped, cadence.dropped = self.queue.skipped, self.queue.dropped
+        cadence.latency_estimate_s = self.latency.seconds
+        return cadence
+
+    def _stopping(self) -> bool:
+        if self.safety.stop_requested:
+            self.cadence.ended = "Ctrl-C"
+        elif self.safety.stopped is not None:
+            self.cadence.ended = f"safety stop: {self.safety.stopped}"
+        else:
+            return False
+        return True
+
+    def _observe(self) -> tuple[np.ndarray, dict[str, np.ndarray], Query]:
+        joints = self.robot.read_joints()
+        frames = self.robot.read_images()
+        return joints, frames, Query([frames[name] for name in self.names], joints, self.prompt)
+
+    def _start(self) -> bool:
+        """Async, before the clock starts, the arm holding: a warm-up query (it pays for allocations,
+        kernels, a connection; its latency is left out of the estimate and its chunk unused), then the
+        first chunk. False if a stop came meanwhile."""
+        start = self.clock()
+        for warm_up in (True, False):
+            query = self._observe()[2]
+            if warm_up:
+                self.worker.submit(query, 0)
             else:
-                time.sleep(next_tick - now)
-    cadence.seconds = clock() - start
-    cadence.interventions = {k: v for k, v in safety.counts.items() if v}
-    return cadence
+                self._submit(query)
+            answer = self._wait()
+            if answer is None:
+                return False
+            if warm_up:
+                self.latency.add(answer.seconds)
+            else:
+                self._take(answer)
+        self.cadence.warmup_s = self.clock() - start
+        return True
+
+    def _keep_chunks_coming(self, query: Query) -> bool:
+        """Ask when it is time, take what has arrived, and wait if there is nothing to execute.
+        False if a stop came while waiting."""
+        queue = self.queue
+        if self.ex.asynchronous:
+            answer = self.worker.wait(0.0)
+            if answer is not None:
+                self._take(answer)
+            lead = lead_ticks(self.latency.seconds, self.period, self.ex.min_lead, self.ex.lead)
+        else:
+            lead = 0
+        self.cadence.lead = lead
+        while not (queue.available if self.ex.asynchronous else not queue.due):
+            if not self.worker.busy:
+                self._submit(query)
+            answer = self._wait()
+            if answer is None:
+                return False
+            self.cadence.waits += 1
+            self._take(answer)
+        if self.ex.asynchronous and not self.worker.busy and queue.remaining <= lead:
+            self._submit(query)
+        return True
+
+    def _submit(self, query: Query) -> None:
+        self.worker.submit(query, self.queue.tick)
+        self.cadence.queries += 1
+
+    def _wait(self) -> Answer | None:
+        """The answer in flight, with the arm holding and the watchdog patient; None on a stop."""
+        start = self.clock()
+        try:
+            with self.safety.idle(self.ex.infer_timeout_s):
+                while not self._stopping():
+                    answer = self.worker.wait(self.period)  # in slices: a Ctrl-C ends the wait within one tick
+                    if answer is not None:
+                        return answer
+            return None
+        finally:
+            if self.queue.chunks:
+                self.cadence.held_s += self.clock() - start
+
+    def _take(self, answer: Answer) -> None:
+        self.latency.add(answer.seconds)
+        self.cadence.infer_s.append(answer.seconds)
+        if self.queue.chunks:  # the first chunk is waited for before anything moves: not counted
+            self.cadence.query_s += answer.seconds
+        dof = len(self.robot.config.joints)
+        if self.queue.push(check_chunk(answer.chunk, dof), answer.origin) is not None:
+            self.switched = self.queue.chunks > 1
+
+    def _measure_step(self, target: np.ndarray) -> None:
+        """How far this command asks to move from the last one sent, in units of max_step (1 = the limit)."""
+        last = self.safety.last_command
+        if last is None or not np.all(np.isfinite(target)):
+            return
+        step = float(np.max(np.abs(target - last) / self.max_step))
+        which = "switch" if self.switched else "within"
+        self.cadence.max_step[which] = max(self.cadence.max_step[which], step)
+        self.switched = False

@@ -4,29 +4,31 @@ client = PolicyClient("ws://127.0.0.1:9000", token=None)      # retries until th
 chunk = client.infer([rgb], state, "Press a button")          # (H, action dims) float32
 run = ChunkExecutor(client, execute=15)                       # one action per control tick
 action = run.act([rgb], state, "Press a button")              # re-queries when 15 are used
+policy = RemotePolicy(client)                                 # the policy interface (chunks.Policy)
+
+Every request carries an id and its reply must echo it. A request that times out closes the connection
+(the next request opens a new one), so a late reply can never be taken for the answer to a newer request.
+Keep-alive pings are off by default: a long inference on a busy server must not look like a dead peer.
+Failures raise `wire.RequestError(field, message)`: the server's error replies, and "connection" (cannot
+reach it, or it refused the handshake) and "timeout".
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from . import wire  # relative: `evo1 bench robotwin --export-plugin` ships this package as-is
+from .chunks import ActionQueue, Query
 
-
-class ServerError(Exception):
-    """The server refused a request; `field` names what was wrong."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+RequestError = wire.RequestError
 
 
 class PolicyClient:
@@ -37,33 +39,55 @@ class PolicyClient:
         retries: int = 30,
         retry_delay_s: float = 0.5,
         timeout_s: float = 300.0,
+        ping_interval_s: float | None = None,
     ):
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries, self.retry_delay_s = retries, retry_delay_s
+        self.ping_interval_s = ping_interval_s
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._ids = itertools.count(1)
+        self._ws: ClientConnection | None = None
+        self._stack = contextlib.ExitStack()  # the open connection, as websockets wants it: a context
+        self.metadata: dict[str, Any] = {}
+        self.last_timing: dict[str, Any] = {}
+        self._connect()
+
+    def _connect(self) -> None:
         last: Exception | None = None
-        self._stack = contextlib.ExitStack()
-        for attempt in range(retries + 1):
+        for attempt in range(self.retries + 1):
             try:
-                self._ws: ClientConnection = self._stack.enter_context(
+                ws = self._stack.enter_context(
                     connect(
-                        url,
+                        self.url,
                         subprotocols=[wire.SUBPROTOCOL],  # type: ignore[list-item]
-                        additional_headers=headers,
+                        additional_headers=self._headers,
                         max_size=None,
                         compression=None,
-                        open_timeout=timeout_s,
+                        open_timeout=self.timeout_s,
+                        ping_interval=self.ping_interval_s,
+                        ping_timeout=self.ping_interval_s,
                     )
                 )
                 break
+            except InvalidURI as err:
+                raise RequestError("connection", f"{self.url} is not a websocket URL ({err})") from None
             except InvalidStatus as err:  # refused (e.g. 401): retrying will not help
-                raise ServerError("connection", f"HTTP {err.response.status_code}: {err.response.body!r}") from None
+                raise RequestError(
+                    "connection", f"{self.url} refused: HTTP {err.response.status_code} {err.response.body!r}"
+                ) from None
             except (OSError, WebSocketException, TimeoutError) as err:
                 last = err
-                if attempt < retries:
-                    time.sleep(retry_delay_s)
+                if attempt < self.retries:
+                    time.sleep(self.retry_delay_s)
         else:
-            raise ConnectionError(f"cannot reach {url} after {retries + 1} attempts: {last}")
-        self.timeout_s = timeout_s
-        self.metadata: dict[str, Any] = wire.unpack(self._ws.recv(timeout=timeout_s))
+            raise RequestError("connection", f"cannot reach {self.url} after {self.retries + 1} attempts ({last})")
+        try:
+            self.metadata = wire.unpack(ws.recv(timeout=self.timeout_s))
+        except (TimeoutError, WebSocketException, OSError) as err:
+            self._drop()
+            raise RequestError("connection", f"{self.url} sent no metadata ({type(err).__name__})") from None
+        self._ws = ws
 
     def infer(
         self,
@@ -72,6 +96,7 @@ class PolicyClient:
         prompt: str,
         embodiment: str | None = None,
         dataset: str | None = None,
+        seed: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """One action chunk (H, action dims) for raw RGB uint8 images and the native state."""
         reply = self.request(
@@ -81,20 +106,42 @@ class PolicyClient:
                 "prompt": prompt,
                 "embodiment": embodiment,
                 "dataset": dataset,
+                "seed": None if seed is None else list(seed),
             }
         )
         self.last_timing = reply.get("server_timing", {})
         return reply["actions"]
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        self._ws.send(wire.pack({k: v for k, v in message.items() if v is not None}))
-        reply = wire.unpack(self._ws.recv(timeout=self.timeout_s))
+        """Send one request and return its reply (matched by id); a timeout closes the connection."""
+        if self._ws is None:
+            self._connect()
+        assert self._ws is not None
+        request_id = next(self._ids)
+        try:
+            self._ws.send(wire.pack({**{k: v for k, v in message.items() if v is not None}, "id": request_id}))
+            reply = wire.unpack(self._ws.recv(timeout=self.timeout_s))
+        except TimeoutError:
+            self._drop()
+            raise RequestError("timeout", f"no reply from {self.url} within {self.timeout_s:g} s") from None
+        except (WebSocketException, OSError) as err:
+            self._drop()
+            raise RequestError("connection", f"lost {self.url} ({type(err).__name__}: {err})") from None
+        if reply.get("id") != request_id:
+            self._drop()
+            raise RequestError("id", f"the reply answers request {reply.get('id')!r}, not {request_id}")
         if "error" in reply:
-            raise ServerError(reply["error"].get("field", "?"), reply["error"].get("message", "?"))
+            raise RequestError(reply["error"].get("field", "?"), reply["error"].get("message", "?"))
         return reply
 
+    def _drop(self) -> None:
+        """Close the connection: whatever the server still sends on it is never read."""
+        self._ws = None
+        with contextlib.suppress(Exception):
+            self._stack.close()
+
     def close(self) -> None:
-        self._stack.close()
+        self._drop()
 
     def __enter__(self) -> PolicyClient:
         return self
@@ -103,25 +150,45 @@ class PolicyClient:
         self.close()
 
 
+class RemotePolicy:
+    """`evo1 serve` behind the policy interface: one request per query, in order (the server batches
+    requests from several clients). Queries without stats keys use `embodiment` / `dataset`."""
+
+    def __init__(self, client: PolicyClient, embodiment: str | None = None, dataset: str | None = None):
+        self.client = client
+        self.embodiment, self.dataset = embodiment, dataset
+
+    def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
+        return [
+            np.asarray(
+                self.client.infer(
+                    q.images,
+                    q.state,
+                    q.prompt,
+                    q.embodiment or self.embodiment,
+                    q.dataset or self.dataset,
+                    None if q.seed is None else (q.seed, q.index),
+                )
+            )
+            for q in queries
+        ]
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class ChunkExecutor:
     """Hands out one action per control tick from the current chunk; asks for a new chunk when
     `execute` actions of it have been used (default: the whole chunk)."""
 
     def __init__(self, client: PolicyClient, execute: int | None = None, **keys: str | None):
-        self.client = client
-        self.execute = execute
-        self.keys = keys
-        self._chunk: np.ndarray | None = None
-        self._next = 0
+        self.policy = RemotePolicy(client, keys.get("embodiment"), keys.get("dataset"))
+        self.queue = ActionQueue(execute)
 
     def reset(self) -> None:
-        self._chunk, self._next = None, 0
+        self.queue.reset()
 
     def act(self, images: Sequence[np.ndarray | None], state: np.ndarray | Sequence[float], prompt: str) -> np.ndarray:
-        limit = self.execute if self.execute is not None else (len(self._chunk) if self._chunk is not None else 0)
-        if self._chunk is None or self._next >= min(limit, len(self._chunk)):
-            self._chunk = self.client.infer(images, state, prompt, **self.keys)
-            self._next = 0
-        action = self._chunk[self._next]
-        self._next += 1
-        return action
+        if self.queue.due:
+            self.queue.push(self.policy.infer([Query(images, state, prompt)])[0])
+        return self.queue.pop()

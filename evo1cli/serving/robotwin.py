@@ -2,8 +2,8 @@
 
 RoboTwin needs SAPIEN with a GPU renderer, so the evaluation itself runs on a GPU machine; what evo1
 ships is the plug-in (robotwin_plugin/: deploy_policy.py with get_model / eval / reset_model, eval.sh,
-a README) plus its deploy_policy.yml and a copy of the light client (`evo1_client/`: client.py and
-wire.py, which need only numpy, msgpack and websockets).
+a README) plus its deploy_policy.yml and a copy of the light client (`evo1_client/`: client.py, wire.py
+and chunks.py, which need only numpy, msgpack and websockets).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_directory
 
 PLUGIN = Path(__file__).parent / "robotwin_plugin"
-CLIENT_FILES = ("client.py", "wire.py")
+CLIENT_FILES = ("client.py", "wire.py", "chunks.py")
 EXECUTE_STEPS = 37  # the authors' RoboTwin protocol
 SMOOTH_KERNEL = 9
 

@@ -5,7 +5,12 @@
                 Clients offering the "evo1.msgpack" subprotocol first get a metadata message.
     request     one frame -> one reply, msgpack or the authors' JSON, told apart per frame (wire.py)
     inference   requests that arrive together (within `batch_window_s`, up to `max_batch`) share one
-                forward pass, run in a worker thread so the event loop keeps serving
+                forward pass, run in a worker thread so the event loop keeps serving; the policy is a
+                `LocalPolicy` (a checkpoint on the device `evo1 serve --device/--dtype` chose)
+    noise       a request's "seed" ([seed, query index]) fixes its chunk's initial noise, else `--seed`
+                (the same for every request), else fresh noise (`evo1cli.runtime.policy.chunk_noise`)
+    keep-alive  pings off by default (a long inference must not look like a dead peer); `ping_interval_s`
+                turns them on to find vanished clients
     errors      a bad frame gets an error reply naming the field; the connection and the server go on
 
 The server turns raw observations into executable actions: normalisation, padding, cropping and (for
@@ -26,15 +31,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-import torch
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from evo1cli.errors import Evo1Error
-from evo1cli.model.flow_matching import uniform_noise
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Policy
+from evo1cli.runtime.policy import LocalPolicy
 from evo1cli.serving import wire
+from evo1cli.serving.chunks import Query
 
 log = logging.getLogger("evo1.serve")
 
@@ -48,12 +54,12 @@ class ServeOptions:
     max_batch: int = 16
     batch_window_s: float = 0.005
     seed: int | None = None  # fixed initial noise per request: identical replies to identical requests
+    ping_interval_s: float | None = None  # keep-alive pings (and their timeout); None: off
 
 
 @dataclass
 class _Job:
-    observation: Observation
-    noise: torch.Tensor
+    query: Query
     future: asyncio.Future = field(repr=False)
 
 
@@ -65,8 +71,9 @@ class ServerStats:
 
 
 class PolicyServer:
-    def __init__(self, policy: Evo1Policy, options: ServeOptions | None = None):
-        self.policy = policy.eval()
+    def __init__(self, policy: LocalPolicy | Evo1Policy, options: ServeOptions | None = None):
+        self.local = LocalPolicy(policy) if isinstance(policy, Evo1Policy) else policy
+        self.policy = self.local.model  # its config and stats describe what the server accepts
         self.options = options or ServeOptions()
         self.stats = ServerStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evo1-infer")
@@ -101,7 +108,8 @@ class PolicyServer:
             select_subprotocol=_select_subprotocol,
             max_size=2 * self.options.max_message_bytes,  # larger frames close the connection (1009)
             compression=None,
-            ping_interval=None,
+            ping_interval=self.options.ping_interval_s,
+            ping_timeout=self.options.ping_interval_s,
         ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             if ready:
@@ -130,8 +138,9 @@ class PolicyServer:
     async def _handle(self, connection: ServerConnection) -> None:
         if connection.subprotocol == wire.SUBPROTOCOL:
             await connection.send(wire.pack(self.metadata()))
-        async for frame in connection:
-            await connection.send(await self.answer(frame))
+        with contextlib.suppress(ConnectionClosed):  # a client that timed out has gone: its reply is dropped
+            async for frame in connection:
+                await connection.send(await self.answer(frame))
 
     async def answer(self, frame: bytes | str) -> bytes | str:
         """The reply to one frame (never raises: bad input becomes an error reply)."""
@@ -145,8 +154,7 @@ class PolicyServer:
                                         f"{self.options.max_message_bytes}")  # fmt: skip
             request = wire.parse(frame)
             request_id = request.id
-            observation = self._observation(request)
-            actions, infer_ms, batch = await self._infer(observation)
+            actions, infer_ms, batch = await self._infer(self._query(request))
         except wire.RequestError as err:
             self.stats.errors += 1
             return wire.error_reply(protocol, err.field, err.message, request_id)
@@ -160,7 +168,7 @@ class PolicyServer:
         timing = {"infer_ms": infer_ms, "total_ms": (time.perf_counter() - start) * 1000, "batch_size": batch}
         return wire.reply(request, actions, timing, pad_to=self.policy.config.action_dim)  # authors' JSON: padded
 
-    def _observation(self, request: wire.Request) -> Observation:
+    def _query(self, request: wire.Request) -> Query:
         if len(request.images) > self.policy.config.num_views:
             raise wire.RequestError("images", f"the model has {self.policy.config.num_views} view slots")
         field = "arm_key/dataset_key" if request.protocol == wire.AUTHORS else "embodiment/dataset"
@@ -169,16 +177,14 @@ class PolicyServer:
         except Evo1Error as err:
             raise wire.RequestError(field, err.message) from None
         state = wire.crop_padded_state(request.state, self.policy.stats.entries[key].state.dim)
-        return Observation(request.images, request.prompt, state, embodiment=key[0], dataset=key[1])
+        seed, index = request.seed or (self.options.seed, 0)
+        return Query(request.images, state, request.prompt, key[0], key[1], seed, index)
 
     # ------------------------------------------------------------------ batching
-    async def _infer(self, observation: Observation) -> tuple[np.ndarray, float, int]:
+    async def _infer(self, query: Query) -> tuple[np.ndarray, float, int]:
         assert self._queue is not None, "serve_forever() is not running"
-        config = self.policy.config
-        generator = torch.Generator().manual_seed(self.options.seed) if self.options.seed is not None else None
-        noise = uniform_noise((config.horizon, config.action_dim), generator)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(observation, noise, future))
+        await self._queue.put(_Job(query, future))
         return await future
 
     async def _batch_loop(self) -> None:
@@ -207,7 +213,7 @@ class PolicyServer:
         """One forward pass for the batch; if it fails, each job alone, so only a bad one gets the error."""
         try:
             start = time.perf_counter()
-            chunks = self.policy.predict([j.observation for j in jobs], noise=torch.stack([j.noise for j in jobs]))
+            chunks = self.local.infer([j.query for j in jobs])
             infer_ms = (time.perf_counter() - start) * 1000
             self.stats.batches.append(len(jobs))
             return [(chunk, infer_ms, len(jobs)) for chunk in chunks]
@@ -221,7 +227,7 @@ def _select_subprotocol(connection: ServerConnection, subprotocols: list[str]) -
     return wire.SUBPROTOCOL if wire.SUBPROTOCOL in subprotocols else None
 
 
-def run_server(policy: Evo1Policy, options: ServeOptions, ready: Callable[[int], None] | None = None) -> None:
+def run_server(policy: LocalPolicy, options: ServeOptions, ready: Callable[[int], None] | None = None) -> None:
     """Serve until Ctrl-C."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(PolicyServer(policy, options).serve_forever(ready))

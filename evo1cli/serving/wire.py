@@ -5,7 +5,7 @@ Needs only numpy and msgpack, so the light client shares it without importing to
 msgpack (binary frames). Arrays are maps {b"__ndarray__": True, b"data", b"dtype", b"shape"}, the
 convention of openpi's msgpack_numpy, so its clients' encoders work too.
     request  {"images": [HxWx3 uint8 RGB | None, ...], "state": float array, "prompt": str,
-              "embodiment"?: str, "dataset"?: str, "id"?: any}
+              "embodiment"?: str, "dataset"?: str, "seed"?: int or [seed, index], "id"?: str or int}
     reply    {"actions": (H, A) float32, "server_timing": {"infer_ms", "total_ms", "batch_size"}, "id"?}
     error    {"error": {"field": str, "message": str}, "id"?}
 
@@ -33,7 +33,9 @@ _NUMERIC_KINDS = "biuf"
 
 
 class RequestError(Exception):
-    """A malformed request: the reply names the field."""
+    """A request that was refused, naming the field: the server raises it for bad input and sends it as
+    an error reply; the client raises it again from that reply, and for a server it cannot reach or that
+    refuses the connection (field "connection") or does not answer in time (field "timeout")."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
@@ -92,6 +94,7 @@ class Request:
     dataset: str | None = None
     protocol: str = MSGPACK
     id: Any = None
+    seed: tuple[int, int] | None = None  # (seed, query index) of the chunk's initial noise
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,6 +168,7 @@ def _request(
         dataset=_key(data.get(dataset_key), dataset_key),
         protocol=protocol,
         id=data.get("id") if isinstance(data.get("id"), str | int) else None,
+        seed=_seed(data.get("seed")),
     )
 
 
@@ -200,6 +204,19 @@ def _key(value: Any, where: str) -> str | None:
     if value is None or (isinstance(value, str) and 0 < len(value) <= 256):
         return value
     raise RequestError(where, "expected a non-empty string")
+
+
+def _seed(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    pair = [value, 0] if isinstance(value, int) else value
+    if not (isinstance(pair, list) and len(pair) == 2 and all(_is_int(v) and 0 <= v < 2**40 for v in pair)):
+        raise RequestError("seed", "expected an integer or [seed, query index], each 0 to 2**40")
+    return pair[0], pair[1]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def crop_padded_state(state: np.ndarray, dim: int) -> np.ndarray:

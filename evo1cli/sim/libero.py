@@ -46,7 +46,6 @@ SUITES = {
 }
 MAX_STEPS = {"libero-spatial": 220, "libero-object": 280, "libero-goal": 300, "libero-long": 520}
 SETTLE_STEPS = 10
-ACTION_STEPS = 14  # actions executed per predicted chunk (the harness's business, the authors' value)
 STATE_DIM, ACTION_DIM = 8, 7
 CAMERAS = ("agentview_image", "robot0_eye_in_hand_image")
 TASKS_PER_SUITE = 10  # all four suites; checked against the package when an env is built

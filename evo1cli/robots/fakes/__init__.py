@@ -8,6 +8,7 @@ factory, `load_robot` swaps cameras for the rehearsal video. No driver imports t
 - `feetech.FakePortHandler`: the Feetech SDK's own `PortHandler` over a simulated serial line that parses the
   real protocol packets and answers as STS3215 servos do; the SDK's packet handler runs unchanged on top.
 - `camera.rehearsal_video`: an H.264 clip that OpenCV decodes and plays as a camera.
+- `policies`: scripted policies (`Circle`, `Delayed`) to rehearse and measure the deploy loop without a model.
 
 Each keeps a log of every command it received, so tests can check what actually reached the "hardware";
 what only tests do to them (inject a collision, corrupt a reply) lives in tests/fake_events.py.

@@ -1,0 +1,99 @@
+"""The policy interface's local side, and the one place chunk noise is seeded.
+
+    policy = LocalPolicy.load("runs/x/stage2/checkpoints/last", choose_placement("auto", "auto"))
+    chunks = policy.infer([Query([rgb], state, "Pick up the cube", seed=4042, index=0)])
+
+`LocalPolicy` runs a checkpoint on a device in one batched forward pass per `infer`; the remote side,
+`evo1cli.serving.client.RemotePolicy`, asks `evo1 serve` (which runs a `LocalPolicy`). `open_policy`
+gives either from a command's `--checkpoint` / `--server` options.
+
+Noise: a query with a `seed` starts its chunk from `chunk_noise(seed, index)`, a function of (episode
+seed, query index) alone, so a benchmark rerun repeats every chunk and batching queries together does
+not change any of them; `evo1 serve --seed`, `evo1 model predict --seed` and `evo1 bench` all use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from evo1cli.model.flow_matching import uniform_noise
+from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.runtime.device import Placement
+from evo1cli.serving.chunks import Query
+
+if TYPE_CHECKING:
+    from evo1cli.serving.client import RemotePolicy
+
+SEED_STRIDE = 100_003  # a prime larger than any episode's query count: (seed, index) pairs never collide
+
+
+def chunk_noise(shape: tuple[int, int], seed: int, index: int = 0) -> torch.Tensor:
+    """The initial noise (H, D) of the chunk for query `index` of the episode seeded `seed`."""
+    return uniform_noise(shape, torch.Generator().manual_seed(seed * SEED_STRIDE + index))
+
+
+class LocalPolicy:
+    """A checkpoint on a device behind the policy interface. Queries without stats keys use
+    `embodiment` / `dataset` (None: the checkpoint's only ones)."""
+
+    def __init__(
+        self,
+        model: Evo1Policy,
+        embodiment: str | None = None,
+        dataset: str | None = None,
+        placement: Placement | None = None,
+        num_steps: int | None = None,
+    ):
+        self.model = model.eval()
+        self.embodiment, self.dataset = embodiment, dataset
+        self.placement = placement
+        self.num_steps = num_steps
+
+    @classmethod
+    def load(
+        cls, checkpoint: str | Path, placement: Placement, embodiment: str | None = None, dataset: str | None = None
+    ) -> LocalPolicy:
+        from evo1cli.model.checkpoint import load_policy
+
+        model = load_policy(checkpoint, dtype=placement.torch_dtype, device=placement.device)
+        return cls(model, embodiment, dataset, placement)
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.image_size
+
+    def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
+        if not queries:
+            return []
+        shape = (self.model.config.horizon, self.model.config.action_dim)
+        noise = torch.stack(
+            [uniform_noise(shape) if q.seed is None else chunk_noise(shape, q.seed, q.index) for q in queries]
+        )
+        observations = [
+            Observation(q.images, q.prompt, q.state, q.embodiment or self.embodiment, q.dataset or self.dataset)
+            for q in queries
+        ]
+        return self.model.predict(observations, noise=noise, num_steps=self.num_steps)
+
+
+def open_policy(
+    checkpoint: str | Path | None,
+    server: str | None,
+    placement: Placement | None,
+    embodiment: str | None = None,
+    dataset: str | None = None,
+    token: str | None = None,
+    timeout_s: float = 30.0,
+) -> LocalPolicy | RemotePolicy:
+    """A command's policy: a local checkpoint (on `placement`) or a running `evo1 serve`."""
+    if server is not None:
+        from evo1cli.serving.client import PolicyClient, RemotePolicy
+
+        return RemotePolicy(PolicyClient(server, token=token, retries=3, timeout_s=timeout_s), embodiment, dataset)
+    assert checkpoint is not None and placement is not None
+    return LocalPolicy.load(checkpoint, placement, embodiment, dataset)

@@ -1,0 +1,80 @@
+"""`--device` / `--dtype`: one decision function, tested on injected machines (the commands: test_cli.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from evo1cli.errors import Evo1Error
+from evo1cli.runtime.device import Hardware, choose_placement, cpu_bf16_features
+
+H200 = Hardware(cuda=("NVIDIA H200", "NVIDIA H200"), cuda_bf16=(True, True), cpu_bf16=("amx_bf16",))
+T4 = Hardware(cuda=("Tesla T4",), cuda_bf16=(False,))  # Turing: no native bf16
+XEON = Hardware(cpu_bf16=("amx_bf16", "avx512_bf16"))
+EPYC = Hardware()  # AVX2 only
+MAC = Hardware(mps=True)
+
+TABLE = [  # machine, --device, --dtype -> device, dtype
+    (H200, "auto", "auto", "cuda:0", "bfloat16"),
+    (H200, "cuda:1", "auto", "cuda:1", "bfloat16"),
+    (H200, "cpu", "auto", "cpu", "bfloat16"),  # the host CPU has AMX
+    (H200, "cuda", "float32", "cuda:0", "float32"),
+    (T4, "auto", "auto", "cuda:0", "float32"),
+    (XEON, "auto", "auto", "cpu", "bfloat16"),
+    (EPYC, "auto", "auto", "cpu", "float32"),
+    (EPYC, "cpu", "bfloat16", "cpu", "bfloat16"),  # as asked, with a warning in the reason
+    (MAC, "auto", "auto", "mps", "float32"),
+    (MAC, "cpu", "auto", "cpu", "float32"),
+]
+
+
+@pytest.mark.parametrize("hardware, device, dtype, want_device, want_dtype", TABLE)
+def test_decision_table(hardware, device, dtype, want_device, want_dtype):
+    placement = choose_placement(device, dtype, hardware)
+    assert (placement.device, placement.dtype) == (want_device, want_dtype)
+    assert placement.banner().startswith(f"device {want_device}, {want_dtype} (")
+
+
+def test_the_banner_says_why():
+    assert "the CPU has native bf16 (amx_bf16, avx512_bf16)" in choose_placement(hardware=XEON).reason
+    assert "no CUDA or MPS device" in choose_placement(hardware=EPYC).reason
+    assert "no native bf16" in choose_placement(hardware=EPYC).reason
+    assert "NVIDIA H200" in choose_placement(hardware=H200).reason
+    assert "expect it slower than float32" in choose_placement("cpu", "bfloat16", EPYC).reason
+    assert choose_placement("cpu", "float32", XEON).reason == "cpu as asked; float32 as asked"
+
+
+@pytest.mark.parametrize(
+    "device, dtype, hardware, message",
+    [
+        ("cuda", "auto", EPYC, "--device: no CUDA device is visible"),
+        ("cuda:2", "auto", H200, "--device: cuda:2 does not exist: 2 CUDA device"),
+        ("cuda:x", "auto", H200, "--device: expected cuda or cuda:N"),
+        ("mps", "auto", EPYC, "--device: this machine has no Apple MPS device"),
+        ("tpu", "auto", EPYC, "--device: must be one of auto, cpu, cuda, cuda:N, mps"),
+        ("auto", "float16", EPYC, "--dtype: must be one of auto, float32, bfloat16"),
+    ],
+)
+def test_impossible_choices_are_one_line_errors(device, dtype, hardware, message):
+    with pytest.raises(Evo1Error, match=f"^{message}"):
+        choose_placement(device, dtype, hardware)
+
+
+def test_cpu_bf16_detection_from_torch_or_proc_cpuinfo():
+    assert cpu_bf16_features("", {"avx512_bf16": True, "amx_bf16": False, "avx2": True}) == ("avx512_bf16",)
+    xeon = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert cpu_bf16_features(xeon, {}) == ("amx_bf16", "avx512_bf16")
+    epyc = "processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f\n"  # AVX-512 alone is not native bf16
+    assert cpu_bf16_features(epyc, {}) == ()
+    graviton3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    assert cpu_bf16_features(graviton3, {}) == ("bf16",)
+    assert cpu_bf16_features("", {}) == ()
+
+
+def test_this_machine_agrees_with_its_own_cpuinfo():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    native = {"avx512_bf16", "amx_bf16"} & set(flags.split())
+    assert set(cpu_bf16_features()) >= native
