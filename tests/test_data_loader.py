@@ -28,7 +28,7 @@ def dataset_dir(tmp_path_factory):
     return root
 
 
-def _bounds(x, stats):  # the reference formula of the facts file
+def _bounds(x, stats):  # the authors' bounds normalisation: 2 (x - min) / (max - min) - 1, clipped to [-1, 1]
     lo, hi = np.asarray(stats["min"]), np.asarray(stats["max"])
     return np.clip(2 * (x - lo) / (hi - lo) - 1, -1, 1)
 

@@ -1,4 +1,4 @@
-"""Training image augmentation (facts file, section 2), in plain torch: no torchvision here.
+"""Training image augmentation as the authors' Evo-1 training applies it, in plain torch: no torchvision here.
 
 Each image, with probability p = 0.5, gets
     a random resized crop (area 0.95-1.0, aspect 3/4-4/3) and a rotation of +-5 degrees, applied together
