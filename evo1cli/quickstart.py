@@ -18,9 +18,10 @@ Every phase is resumable: running it again skips what is done (evaluation is rer
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,26 +163,27 @@ def quickstart(
     key = f"data.groups.{group.embodiment}.{group.dataset}.path"
     recipe = load_recipe(recipe_path, [*(overrides or []), f"output={out}", f"{key}={data}"], check_paths=False)
 
-    def timed(phase: str, start: float, cpu_start: float) -> None:
+    @contextlib.contextmanager
+    def timed(phase: str) -> Iterator[None]:
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        yield
         seconds[phase] = time.perf_counter() - start
         cpu[phase] = _cpu_seconds() - cpu_start
 
-    start, cpu_start = time.perf_counter(), _cpu_seconds()
-    collect_suite(data, tasks, episodes, recipe.model.image_size, progress)
-    meta = load_meta(data)
-    timed("collect", start, cpu_start)
+    with timed("collect"):
+        collect_suite(data, tasks, episodes, recipe.model.image_size, progress)
+        meta = load_meta(data)
 
-    start, cpu_start = time.perf_counter(), _cpu_seconds()
-    results = train(recipe, (1, 2), resume=True, listener=listener)
-    checkpoint = results[-1].checkpoint
-    timed("train", start, cpu_start)
+    with timed("train"):
+        results = train(recipe, (1, 2), resume=True, listener=listener)
+        checkpoint = results[-1].checkpoint
     if results[-1].interrupted:
         raise KeyboardInterrupt
 
     # float32, as it was trained here (the CPU's bf16 would change the figures the docs quote)
     policy = LocalPolicy.load(checkpoint, choose_placement("auto", "float32"), group.embodiment, group.dataset)
 
-    def run(phase: str, names: list[str], prompts: dict[str, str] | None) -> tuple[dict[str, Any], dict[str, Path]]:
+    def run(phase: str, names: list[str], prompts: dict[str, str] | None) -> tuple[list[EpisodeRecord], dict, dict]:
         options: dict[str, Any] = {"variations": plan.variations, "fast_render": True}
         if prompts:
             options["prompts"] = prompts
@@ -197,18 +199,15 @@ def quickstart(
 
         records, levels, took = evaluate("metaworld", names, spec, policy, min(workers, len(names)), on_episode)
         info = eval_info("metaworld", spec, str(checkpoint), records, levels, took)
-        return info, write_report(info, out / phase)
+        return records, info, write_report(info, out / phase)
 
-    start, cpu_start = time.perf_counter(), _cpu_seconds()
-    info, files = run("evaluate", tasks, None)
-    timed("evaluate", start, cpu_start)
+    with timed("evaluate"):
+        rollouts, info, files = run("evaluate", tasks, None)
 
     swapped: list[EpisodeRecord] = []
     if swap and plan.swaps:
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
-        swap_info, _ = run("swap", list(plan.swaps), {t: PROMPTS[other] for t, other in plan.swaps.items()})
-        swapped = [EpisodeRecord(**e) for e in swap_info["episodes"]]
-        timed("swap", start, cpu_start)
+        with timed("swap"):
+            swapped, _, _ = run("swap", list(plan.swaps), {t: PROMPTS[other] for t, other in plan.swaps.items()})
     return QuickstartReport(
         suite=suite_name,
         tasks=tasks,
@@ -217,7 +216,7 @@ def quickstart(
         frames=sum(e.length for e in meta.episodes),
         checkpoint=checkpoint,
         success_rate=info["overall"]["mean_over_tasks"],
-        results=[EpisodeRecord(**e) for e in info["episodes"]],
+        results=rollouts,
         info=info,
         files=files,
         swapped=swapped,

@@ -50,15 +50,17 @@ def quickstart(
     from evo1cli.quickstart import suite as suite_plan
 
     plan = suite_plan(suite)
-    if min(episodes or 1, eval_episodes or 1, workers) < 1 or videos < 0:
+    episodes = plan.episodes if episodes is None else episodes
+    eval_episodes = plan.eval_episodes if eval_episodes is None else eval_episodes
+    if min(episodes, eval_episodes, workers) < 1 or videos < 0:
         raise Evo1Error("--episodes, --eval-episodes and --workers must be >= 1, --videos >= 0", field="options")
     with training_display(quiet=as_json) as display:
         report = run(
             recipe or default_recipe(suite),
             out or plan.out,
             data or plan.data,
-            episodes or plan.episodes,
-            eval_episodes or plan.eval_episodes,
+            episodes,
+            eval_episodes,
             suite,
             overrides=overrides,
             listener=display,
