@@ -10,7 +10,7 @@ from rich.console import Console
 
 from evo1cli.bench.libero import PROTOCOL as LIBERO
 from evo1cli.bench.metaworld import PROTOCOL as METAWORLD
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
 from evo1cli.commands.output import console, print_json
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
@@ -184,7 +184,6 @@ def load_policy_fn(
 ) -> tuple[Any, str, int]:
     """(the policy, its name for the report, its image size) on this process's device: the launched
     group's (one GPU per process) unless --device names one."""
-    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.runtime.policy import LocalPolicy
 
     placement = choose(str(group.device) if group is not None and device == "auto" else device, dtype)

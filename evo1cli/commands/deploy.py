@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
 from evo1cli.commands.output import console, err_console, print_json
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
@@ -64,7 +64,6 @@ def deploy(
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
     from evo1cli.collect.dataset import Layout, Recorder, open_dataset
-    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
     from evo1cli.runtime.policy import open_policy

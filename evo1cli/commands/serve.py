@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
 from evo1cli.commands.output import console
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 
@@ -36,7 +36,6 @@ def serve(
 
       evo1 serve --checkpoint runs/metaworld --device cuda:1 --dtype bfloat16
     """
-    from evo1cli.commands.checkpoints import checkpoint_dir
     from evo1cli.errors import Evo1Error
     from evo1cli.runtime.policy import LocalPolicy
     from evo1cli.serving.server import ServeOptions, run_server
