@@ -39,8 +39,9 @@ import torch
 
 from evo1cli.data.augment import Augmentation
 from evo1cli.data.convert import convert_dataset
-from evo1cli.data.format import V21, V30, load_meta
+from evo1cli.data.format import load_meta
 from evo1cli.data.loader import DataSource, WindowDataset, collate
+from evo1cli.data.types import V21, V30
 from evo1cli.data.video import read_frame_from_start
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.policy import Evo1Policy

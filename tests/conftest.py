@@ -74,7 +74,7 @@ def make_dataset(
 ):
     """A small dataset written by evo1's writer (v2.1 unless `version`): state[t] = episode*100 + t + dim/10
     (+ noise-free), action[t] = -state[t][:action_dim]; each camera frame is a flat grey of `frame_value`."""
-    from evo1cli.data.format import vector_feature
+    from evo1cli.data.types import vector_feature
     from evo1cli.data.writer import Camera, DatasetWriter
 
     writer = DatasetWriter(

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import CAMERA, WRIST, frame_value, make_dataset
 
-from evo1cli.data.format import load_meta, vector_feature
+from evo1cli.data.format import load_meta
 from evo1cli.data.reader import read_episode
+from evo1cli.data.types import vector_feature
 from evo1cli.data.validate import validate
 from evo1cli.data.video import FrameReader, read_frame_from_start
 from evo1cli.data.writer import Camera, DatasetWriter

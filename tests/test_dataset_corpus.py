@@ -28,14 +28,16 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CAMERA, frame_value, make_dataset
 
-from evo1cli.data.format import ACTION, EVO1_STATS_PATH, STATE, V21, V30, load_meta
+from evo1cli.data.format import load_meta
 from evo1cli.data.loader import DataSource, WindowDataset
 from evo1cli.data.pad import pad_dataset
-from evo1cli.data.reader import column
 from evo1cli.data.stats import dataset_stats
+from evo1cli.data.tables import column
+from evo1cli.data.types import EVO1_STATS_PATH, V21, V30
 from evo1cli.data.validate import validate
 from evo1cli.data.video import VideoWriter
 from evo1cli.errors import Evo1Error
+from evo1cli.features import ACTION, STATE
 
 LENGTHS = (12, 9)
 INFO = "meta/info.json"

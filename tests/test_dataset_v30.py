@@ -16,11 +16,12 @@ import torch
 from conftest import CAMERA, WRIST, frame_value, make_dataset
 
 from evo1cli.data.convert import convert_dataset
-from evo1cli.data.format import V21, V30, load_meta, vector_feature
+from evo1cli.data.format import load_meta
 from evo1cli.data.loader import DataSource, WindowDataset
 from evo1cli.data.pad import pad_dataset
 from evo1cli.data.reader import read_episode
 from evo1cli.data.stats import dataset_stats
+from evo1cli.data.types import V21, V30, vector_feature
 from evo1cli.data.validate import validate
 from evo1cli.data.video import FrameReader, packet_times
 from evo1cli.data.writer import Camera, DatasetWriter

@@ -7,9 +7,10 @@ import pytest
 import torch
 from conftest import CAMERA
 
-from evo1cli.data.format import load_meta, vector_feature
+from evo1cli.data.format import load_meta
 from evo1cli.data.loader import DataSource, WindowDataset
 from evo1cli.data.stats import dataset_stats, load_stats, write_stats
+from evo1cli.data.types import vector_feature
 from evo1cli.data.writer import Camera, DatasetWriter
 from evo1cli.errors import Evo1Error
 from evo1cli.model.checkpoint import load_policy

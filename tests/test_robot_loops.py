@@ -17,10 +17,11 @@ import pytest
 from conftest import Running
 from fake_events import ScriptedKeys, commands
 
-from evo1cli.collect.dataset import Layout, open_dataset
+from evo1cli.collect.dataset import FrameSpec, open_dataset
 from evo1cli.collect.teleop import HandGuiding, KeyboardJog, record_teleop
-from evo1cli.data.format import STAGING_DIR, load_meta
+from evo1cli.data.format import load_meta
 from evo1cli.data.reader import read_episode
+from evo1cli.data.types import STAGING_DIR
 from evo1cli.data.validate import validate
 from evo1cli.errors import Evo1Error
 from evo1cli.model.checkpoint import save_policy
@@ -243,7 +244,7 @@ def test_ctrl_c_ends_the_loop_within_a_tick_even_while_waiting_for_the_policy(in
 
 def test_a_recorded_episode_replays_through_the_safety_layer(tmp_path):
     config = xarm()
-    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
+    writer = open_dataset(tmp_path / "ds", FrameSpec.of_robot(config))
     with RobotSession(config) as robot:
         record_teleop(robot, HandGuiding(robot.arm), writer, "wave", 1, episode_s=0.6, reset_s=0)
     table = read_episode(load_meta(tmp_path / "ds"), 0)
@@ -268,7 +269,7 @@ def test_a_recorded_episode_replays_through_the_safety_layer(tmp_path):
 # ------------------------------------------------------------------------------------------ teleoperation
 def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
     config = xarm()
-    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
+    writer = open_dataset(tmp_path / "ds", FrameSpec.of_robot(config))
     with RobotSession(config) as robot:
         summary = record_teleop(robot, HandGuiding(robot.arm), writer, "wave", 1, episode_s=0.8, reset_s=0)
     assert summary.kept == 1 and not summary.interrupted
@@ -282,7 +283,7 @@ def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
 
 def test_keys_discard_record_again_and_quit(tmp_path):
     config = xarm()
-    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
+    writer = open_dataset(tmp_path / "ds", FrameSpec.of_robot(config))
     # recording ticks: 5 -> d (discard), 10 -> r (discard, again at once), 15 -> s (save), 20 -> q (save, quit)
     keys = ScriptedKeys({5: "d", 10: "r", 15: "s", 20: "q"})
     with RobotSession(config) as robot:
@@ -387,7 +388,7 @@ def test_calibrate_so100_writes_lerobots_file(tmp_path, cache):
 
 def test_keyboard_jog_moves_the_picked_joint_through_the_safety_layer(tmp_path):
     config = xarm()
-    writer = open_dataset(tmp_path / "ds", Layout.of_robot(config))
+    writer = open_dataset(tmp_path / "ds", FrameSpec.of_robot(config))
     steps = np.array(config.limits.max_step) / 2  # 1.5 deg per press
     # tick 1: pick joint 2; ticks 2-5: four presses of +; tick 6: one -; tick 9: save and quit
     keys = ScriptedKeys({1: "2", 2: "+", 3: "=", 4: "+", 5: "+", 6: "-", 9: "q"})

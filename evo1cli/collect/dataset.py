@@ -1,7 +1,7 @@
 """The dataset every recording writes, one episode of it, and what a recording run reports.
 
-    layout = Layout(fps, state_names, action_names, cameras, robot_type)   what each frame holds
-    writer = open_dataset(out, layout)          created, or opened to append with the same features
+    frames = FrameSpec(fps, state_names, action_names, cameras, robot_type)   what each frame holds
+    writer = open_dataset(out, frames)          created, or opened to append with the same features
     with Recorder(writer, task) as episode:      state, action and a picture per camera, per frame
         episode.add(state, action, {"front": rgb})
         episode.commit(seed=3)                   atomic; leaving the block without it discards the frames
@@ -18,18 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.data.format import ACTION, STATE, vector_feature
+from evo1cli.data.types import vector_feature
 from evo1cli.data.writer import Camera, DatasetWriter, EpisodeRecorder
+from evo1cli.features import ACTION, STATE, image_key
 from evo1cli.robots.base import RobotConfig
 
 
-def image_key(camera: str) -> str:
-    """The dataset feature of a camera's frames."""
-    return f"observation.images.{camera}"
-
-
 @dataclass(frozen=True)
-class Layout:
+class FrameSpec:
     """What each frame of a recording holds."""
 
     fps: int
@@ -39,22 +35,22 @@ class Layout:
     robot_type: str
 
     @classmethod
-    def of_robot(cls, config: RobotConfig) -> Layout:
+    def of_robot(cls, config: RobotConfig) -> FrameSpec:
         """A real arm's: state and action both the joint vector, at the control rate, every configured camera."""
         joints = tuple(config.joints)
         cameras = tuple((c.name, c.height, c.width) for c in config.cameras)
         return cls(round(config.control_hz), joints, joints, cameras, config.robot)
 
 
-def open_dataset(out: str | Path, layout: Layout, version: str | None = None) -> DatasetWriter:
+def open_dataset(out: str | Path, frames: FrameSpec, version: str | None = None) -> DatasetWriter:
     """A dataset for these frames: created in LeRobot layout `version` (v2.1 unless given), or opened to
     append in the layout it already has (an error if its features differ)."""
     vectors = {
-        STATE: vector_feature(len(layout.state_names), list(layout.state_names)),
-        ACTION: vector_feature(len(layout.action_names), list(layout.action_names)),
+        STATE: vector_feature(len(frames.state_names), list(frames.state_names)),
+        ACTION: vector_feature(len(frames.action_names), list(frames.action_names)),
     }
-    cameras = [Camera(image_key(name), height, width) for name, height, width in layout.cameras]
-    return DatasetWriter(out, layout.fps, vectors, cameras, robot_type=layout.robot_type, version=version)
+    cameras = [Camera(image_key(name), height, width) for name, height, width in frames.cameras]
+    return DatasetWriter(out, frames.fps, vectors, cameras, robot_type=frames.robot_type, version=version)
 
 
 class Recorder:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from evo1cli.collect.dataset import Layout, Recorder, RecordingSummary, open_dataset
+from evo1cli.collect.dataset import FrameSpec, Recorder, RecordingSummary, open_dataset
 from evo1cli.data.writer import DatasetWriter
 from evo1cli.sim.metaworld import (
     CAMERA,
@@ -29,8 +29,8 @@ STATE_NAMES = ("hand_x", "hand_y", "hand_z", "gripper", "obj_x", "obj_y", "obj_z
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 
 
-def layout(image_size: int, cameras: tuple[str, ...]) -> Layout:
-    return Layout(
+def frame_spec(image_size: int, cameras: tuple[str, ...]) -> FrameSpec:
+    return FrameSpec(
         FPS, STATE_NAMES, ACTION_NAMES, tuple((c, image_size, image_size) for c in cameras), "metaworld_sawyer"
     )
 
@@ -51,7 +51,7 @@ def collect(
 ) -> RecordingSummary:
     """Record `episodes` successful expert episodes per task into `out` (created in layout `version`, v2.1 by
     default, or appended to in its own layout)."""
-    writer = open_dataset(out, layout(image_size, cameras), version)
+    writer = open_dataset(out, frame_spec(image_size, cameras), version)
     summary = RecordingSummary()
     total = episodes * len(tasks)
     for task in tasks:

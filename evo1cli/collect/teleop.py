@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evo1cli.collect.dataset import Layout, Recorder, RecordingSummary, open_dataset
+from evo1cli.collect.dataset import FrameSpec, Recorder, RecordingSummary, open_dataset
 from evo1cli.data.writer import DatasetWriter
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotConfig
@@ -209,7 +209,7 @@ def collect_teleop(
         if view is not None:
             stack.callback(view.close)
         writer = open_dataset(
-            out, Layout.of_robot(config), options.version
+            out, FrameSpec.of_robot(config), options.version
         )  # once connected: a failed connection leaves no dataset
         if mode == "leader":
             source: TeleopSource = LeaderArm(make_leader(config))

@@ -63,7 +63,7 @@ def deploy(
 
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
-    from evo1cli.collect.dataset import Layout, Recorder, open_dataset
+    from evo1cli.collect.dataset import FrameSpec, Recorder, open_dataset
     from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
     from evo1cli.runtime.policy import open_policy
@@ -91,8 +91,8 @@ def deploy(
     execution = Execution(steps, inference, blend, lead)
     try:
         with RobotSession(robot_config, dry_run=dry_run) as session:
-            layout = Layout.of_robot(robot_config)
-            writer = open_dataset(record, layout) if record is not None else None  # once connected
+            frames = FrameSpec.of_robot(robot_config)
+            writer = open_dataset(record, frames) if record is not None else None  # once connected
             if home and not dry_run:
                 err_console.print("moving home ...")
                 session.safety.move_to(robot_config.home)

@@ -27,21 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.data import v30
-from evo1cli.data.format import (
+from evo1cli.data.format import layout_for, load_meta
+from evo1cli.data.reader import episode_rows, read_episode
+from evo1cli.data.tables import column, episode_table, write_tables
+from evo1cli.data.types import (
+    DATA_FILE_MB,
     EVO1_PADDING_PATH,
     EVO1_STATS_PATH,
-    V21,
-    V30,
-    VERSIONS,
+    VIDEO_FILE_MB,
     DatasetMeta,
     Episode,
     VideoSpan,
-    load_meta,
 )
-from evo1cli.data.reader import column, read_episode, read_table
 from evo1cli.data.video import concat_videos
-from evo1cli.data.writer import episode_table, write_meta, write_tables
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_directory
 
@@ -52,8 +50,7 @@ def convert_dataset(
     source: str | Path, out: str | Path, to: str, progress: Callable[[int, int], None] | None = None
 ) -> DatasetMeta:
     """Write `source` in layout `to` (v2.1 or v3.0) as the new directory `out`, which appears whole or not at all."""
-    if to not in VERSIONS:
-        raise Evo1Error(f"must be one of {', '.join(VERSIONS)}, got {to!r}", field="--to")
+    layout_for(to, field="--to")
     meta = load_meta(source)
     out = Path(out)
     if meta.version == to:
@@ -86,9 +83,10 @@ def rewrite(
     info = json.loads(json.dumps(meta.info))
     if features is not None:
         info["features"] = json.loads(json.dumps(features))
-    info = v30.info_v30(info) if version == V30 else v30.info_v21(info)
-    target = DatasetMeta(root, info, dict(meta.tasks), [], {})
-    same = version == meta.version
+    layout = layout_for(version)
+    target = DatasetMeta(layout, root, layout.convert_info(info), dict(meta.tasks), [], {})
+    info = target.info
+    same = layout is meta.layout
     for ep in meta.episodes:
         episode = Episode(ep.index, list(ep.tasks), ep.length, dict(ep.extra))
         episode.meta_file = ep.meta_file if same else (0, 0)
@@ -102,20 +100,18 @@ def rewrite(
             progress(done, steps)
 
     offsets = meta.episode_offsets()
-    for place, group in _data_files(meta, version):
+    for place, group in _data_files(meta, target):
         tables = []
         for row, i in zip(np.cumsum([0] + [meta.episodes[j].length for j in group]), group, strict=False):
             read_episode(meta, i, offset=offsets[i])  # checks the table against the metadata; raises if malformed
             episode = meta.episodes[i]
-            table = read_table(meta, meta.data_file(i))
-            if meta.version == V30:
-                table = table.slice(episode.row, episode.length)
+            table = episode_rows(meta, i)
             columns = {name: column(table, name) for name, ft in info["features"].items() if ft["dtype"] != "video"}
             stats = json.loads(json.dumps(meta.episodes_stats[episode.index]))
             if change is not None:
                 columns = change(columns)
                 stats = restat(columns, stats) if restat is not None else stats
-            tables.append(episode_table(info["features"], columns, version))
+            tables.append(episode_table(info["features"], columns, layout))
             target.episodes[i].data, target.episodes[i].row = place, int(row)
             target.episodes_stats[episode.index] = stats
             advance(1)
@@ -124,22 +120,19 @@ def rewrite(
         write_tables(path, tables)
     for key in meta.video_keys:
         _videos(meta, target, key, same, advance)
-    write_meta(target)
+    layout.write_meta(target)
     return target
 
 
-def _data_files(meta: DatasetMeta, version: str) -> list[tuple[tuple[int, int], list[int]]]:
-    """Each target data file's (chunk, file) and the episodes it holds."""
-    episodes = range(len(meta.episodes))
-    if version == V21:
-        return [((meta.chunk(i), i), [i]) for i in episodes]
-    if meta.version == V30:  # the same files as the source
+def _data_files(meta: DatasetMeta, target: DatasetMeta) -> list[tuple[tuple[int, int], list[int]]]:
+    """Each target data file's (chunk, file) and the episodes it holds: in the same layout, the source's files."""
+    if target.layout is meta.layout:
         groups: dict[tuple[int, int], list[int]] = {}
-        for i in episodes:
-            groups.setdefault(meta.episodes[i].data, []).append(i)
+        for i, episode in enumerate(meta.episodes):
+            groups.setdefault(episode.data, []).append(i)
         return list(groups.items())
-    limit = float(meta.info.get("data_files_size_in_mb", v30.DATA_FILE_MB))
-    return _places(_pack([_size(meta.data_file(i)) for i in episodes], limit), meta)
+    limit = float(meta.info.get("data_files_size_in_mb", DATA_FILE_MB))
+    return target.layout.groups(meta, lambda i: _size(meta.data_file(i)), limit)
 
 
 def _videos(meta: DatasetMeta, target: DatasetMeta, key: str, same: bool, advance: Callable[[int], None]) -> None:
@@ -153,44 +146,18 @@ def _videos(meta: DatasetMeta, target: DatasetMeta, key: str, same: bool, advanc
                 _link_or_copy(meta.video_file(key, i), path)
             advance(1)
         return
-    if target.version == V21:
-        groups = [((meta.chunk(i), i), [i]) for i in range(len(meta.episodes))]
-    else:
-        limit = float(target.info["video_files_size_in_mb"])
-        groups = _places(_pack([_size(meta.video_file(key, i)) for i in range(len(meta.episodes))], limit), meta)
-    for (chunk, file), group in groups:
+    limit = float(target.info.get("video_files_size_in_mb", VIDEO_FILE_MB))
+    for (chunk, file), group in target.layout.groups(meta, lambda i: _size(meta.video_file(key, i)), limit):
         path = target.root / target.video_path(key, chunk, file)
         path.parent.mkdir(parents=True, exist_ok=True)
         segments = []
         for i in group:
             span = meta.episodes[i].videos[key]
-            whole = meta.version == V21  # a v2.1 episode's file is all its own: LeRobot takes its whole duration
+            whole = meta.layout.own_files  # an episode's own file is all its: LeRobot takes its whole duration
             segments.append((meta.video_file(key, i), 0.0 if whole else span.start, None if whole else span.end))
         for i, (start, end) in zip(group, concat_videos(segments, path), strict=True):
             target.episodes[i].videos[key] = VideoSpan(chunk, file, start, end)
         advance(len(group))
-
-
-def _pack(sizes: list[int], limit_mb: float) -> list[list[int]]:
-    """Consecutive items into groups, a new group when the next item would bring one to `limit_mb` (LeRobot's rule)."""
-    groups: list[list[int]] = []
-    total = 0.0
-    for i, size in enumerate(sizes):
-        if groups and groups[-1] and total + size / 2**20 < limit_mb:
-            groups[-1].append(i)
-            total += size / 2**20
-        else:
-            groups.append([i])
-            total = size / 2**20
-    return groups
-
-
-def _places(groups: list[list[int]], meta: DatasetMeta) -> list[tuple[tuple[int, int], list[int]]]:
-    places, place = [], (0, 0)
-    for group in groups:
-        places.append((place, group))
-        place = v30.next_file(place, int(meta.info["chunks_size"]))
-    return places
 
 
 def _size(path: Path) -> int:

@@ -36,12 +36,14 @@ import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from evo1cli.data.augment import Augmentation
-from evo1cli.data.format import ACTION, INFO_PATH, STATE, DatasetMeta, load_meta
+from evo1cli.data.format import load_meta
 from evo1cli.data.reader import read_episode
 from evo1cli.data.stats import fitted_dims, norm_stats
+from evo1cli.data.types import INFO_PATH, DatasetMeta
 from evo1cli.data.video import FrameReader
 from evo1cli.errors import Evo1Error
-from evo1cli.model.config import MAX_DIM, Evo1Config
+from evo1cli.features import ACTION, MAX_DIM, STATE
+from evo1cli.model.config import Evo1Config
 from evo1cli.model.images import normalize_pixels, resize_uint8
 from evo1cli.model.normalization import Normalizer, NormStats, StatsTable
 from evo1cli.model.policy import Batch

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from evo1cli.data.convert import Columns, rewrite
-from evo1cli.data.format import ACTION, EVO1_PADDING_PATH, INFO_PATH, STATE, load_meta
+from evo1cli.data.format import load_meta
 from evo1cli.data.stats import native_dims
+from evo1cli.data.types import EVO1_PADDING_PATH, INFO_PATH
 from evo1cli.data.writer import vector_stats
 from evo1cli.errors import Evo1Error
+from evo1cli.features import ACTION, MAX_DIM, STATE
 from evo1cli.fileio import atomic_directory
-from evo1cli.model.config import MAX_DIM, Evo1Config
+from evo1cli.model.config import Evo1Config
 
 DEFAULT = Evo1Config()
 

@@ -1,9 +1,9 @@
-"""Reading one episode's table (parquet) into numpy arrays, checking it against the metadata.
+"""Reading one episode's frames (parquet) into numpy arrays, and checking them against the metadata.
 
-`read_episode` is used by the loader, the stats and the validator alike: with `Problems(collect=False)`
-(the default) the first problem raises an `Evo1Error` naming the file and column. A v3.0 episode is a slice
-of a file that many episodes share: the last file read stays cached on the `DatasetMeta`, so reading the
-episodes in order reads each file once.
+`read_episode` is used by the loader, the stats, the converter and the validator alike: with
+`Problems(collect=False)` (the default) the first problem raises an `Evo1Error` naming the file and column.
+It reads (`episode_rows`, then `_arrays`: each column checked against info.json) and then checks the frames
+(`check_frames`: row count, finite values, indices, tasks, timestamps).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from evo1cli.data.format import ACTION, INDEX_FEATURES, STATE, TIMESTAMP_TOLERANCE_S, V30, DatasetMeta, Problems
+from evo1cli.data.tables import column, read_table
+from evo1cli.data.types import INDEX_FEATURES, TIMESTAMP_TOLERANCE_S, DatasetMeta, Problems
+from evo1cli.features import ACTION, STATE
 
 
 @dataclass
@@ -31,39 +31,31 @@ class EpisodeTable:
         return len(self.timestamp)
 
 
-def column(table: pa.Table, name: str) -> np.ndarray:
-    """A column as numpy: vectors (list or fixed-size list) become (n, d), scalars (n,)."""
-    col = table.column(name).combine_chunks()
-    if pa.types.is_fixed_size_list(col.type):
-        if col.null_count:
-            raise ValueError("has null rows")
-        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):  # LeRobot's v2.1 -> v3.0 converter
-        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-        if col.null_count or len(set(lengths.tolist())) > 1:
-            raise ValueError("rows have different lengths or are null")
-        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), int(lengths[0]) if len(col) else 0)
-    if col.null_count:
-        raise ValueError("has null values")
-    return col.to_numpy(zero_copy_only=False)
-
-
-def read_table(meta: DatasetMeta, path: Path) -> pa.Table:
-    """A data file, from the one-file cache on `meta` while the file is unchanged. Raises OSError/ArrowException."""
-    stat = path.stat()
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    table = meta.tables.get(key)
-    if table is None:
-        table = pq.read_table(path)
-        meta.tables.clear()
-        meta.tables[key] = table
-    return table
-
-
 def read_episode(
     meta: DatasetMeta, episode_index: int, problems: Problems | None = None, offset: int | None = None
 ) -> EpisodeTable | None:
-    """Read and check one episode's parquet. Returns None if it could not be read (problems collected)."""
+    """Read and check one episode's frames (`offset`: its first global `index`, checked when given).
+    Returns None if they could not be read (the problems collected)."""
+    problems = problems if problems is not None else Problems(collect=False)
+    table = episode_rows(meta, episode_index, problems)
+    if table is None:
+        return None
+    arrays = _arrays(meta, meta.data_file(episode_index), table, problems)
+    if arrays is None:
+        return None
+    check_frames(meta, episode_index, arrays, problems, offset)
+    return EpisodeTable(
+        index=episode_index,
+        state=arrays[STATE].astype(np.float32),
+        action=arrays[ACTION].astype(np.float32),
+        timestamp=arrays["timestamp"].astype(np.float64),
+        task_index=arrays["task_index"].astype(np.int64),
+    )
+
+
+def episode_rows(meta: DatasetMeta, episode_index: int, problems: Problems | None = None) -> pa.Table | None:
+    """The rows of an episode's data file that are its frames: the whole file where the episode has files of its
+    own, else its row range (checked to exist). None if the file cannot be read (the problem collected)."""
     problems = problems if problems is not None else Problems(collect=False)
     episode = meta.episodes[episode_index]
     path = meta.data_file(episode_index)
@@ -76,17 +68,21 @@ def read_episode(
     except (pa.ArrowException, OSError) as err:
         problems.error(path, None, f"not a readable parquet file ({err})")
         return None
-    if meta.version == V30:
-        if episode.row + episode.length > len(table):
-            problems.error(
-                path,
-                None,
-                f"has {len(table)} rows; episode {episode_index} needs rows {episode.row} to "
-                f"{episode.row + episode.length - 1} ({listing})",
-            )
-            return None
-        table = table.slice(episode.row, episode.length)
+    if meta.layout.own_files:
+        return table
+    if episode.row + episode.length > len(table):
+        problems.error(
+            path,
+            None,
+            f"has {len(table)} rows; episode {episode_index} needs rows {episode.row} to "
+            f"{episode.row + episode.length - 1} ({listing})",
+        )
+        return None
+    return table.slice(episode.row, episode.length)
 
+
+def _arrays(meta: DatasetMeta, path: Path, table: pa.Table, problems: Problems) -> dict[str, np.ndarray] | None:
+    """Every numeric column as numpy, its shape and dtype checked against info.json. None if one is unusable."""
     arrays: dict[str, np.ndarray] = {}
     bad = False
     for name, ft in meta.features.items():
@@ -117,18 +113,25 @@ def read_episode(
         arrays[name] = values.reshape(expected)
     if bad or any(name not in arrays for name in (STATE, ACTION, *INDEX_FEATURES)):
         return None  # a column info.json lacks or mistypes is reported by load_meta
+    return arrays
 
-    n = len(table)
+
+def check_frames(
+    meta: DatasetMeta, episode_index: int, arrays: dict[str, np.ndarray], problems: Problems, offset: int | None
+) -> None:
+    """An episode's columns against its metadata: row count, finite state and action, frame, episode and
+    global indices, known tasks, and timestamps 1/fps apart."""
+    episode, path = meta.episodes[episode_index], meta.data_file(episode_index)
+    n = len(arrays["timestamp"])
     if n != episode.length:
-        problems.error(path, None, f"{n} rows, {listing} says length {episode.length}")
+        problems.error(path, None, f"{n} rows, {meta.listing(episode_index)} says length {episode.length}")
     for name in (STATE, ACTION):
         finite = np.isfinite(arrays[name])
         if not finite.all():
             row = int(np.argwhere(~finite)[0][0])
             problems.error(path, name, f"NaN or inf at frame {row}")
-    rows = f" (episode {episode_index}, rows {episode.row}..)" if meta.version == V30 else ""
-    frame_index = arrays["frame_index"]
-    if not np.array_equal(frame_index, np.arange(n)):
+    rows = "" if meta.layout.own_files else f" (episode {episode_index}, rows {episode.row}..)"
+    if not np.array_equal(arrays["frame_index"], np.arange(n)):
         problems.error(path, "frame_index", f"is not 0, 1, 2, ...{rows}")
     if not (arrays["episode_index"] == episode_index).all():
         problems.error(path, "episode_index", f"is not {episode_index} on every row{rows}")
@@ -148,10 +151,3 @@ def read_episode(
                 "timestamp",
                 f"frame {row} is {steps[row - 1]:.5f} s after the previous, not 1/fps = {1 / meta.fps:.5f}",
             )
-    return EpisodeTable(
-        index=episode_index,
-        state=arrays[STATE].astype(np.float32),
-        action=arrays[ACTION].astype(np.float32),
-        timestamp=timestamp,
-        task_index=arrays["task_index"].astype(np.int64),
-    )

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.data.format import ACTION, EVO1_PADDING_PATH, EVO1_STATS_PATH, INFO_PATH, STATE, DatasetMeta
 from evo1cli.data.reader import read_episode
+from evo1cli.data.types import EVO1_PADDING_PATH, EVO1_STATS_PATH, INFO_PATH, DatasetMeta
 from evo1cli.errors import Evo1Error
+from evo1cli.features import ACTION, MAX_DIM, STATE
 from evo1cli.fileio import atomic_write_text, read_json
-from evo1cli.model.config import MAX_DIM
 from evo1cli.model.normalization import FeatureStats, NormStats
 from evo1cli.model.relative_actions import to_relative
 

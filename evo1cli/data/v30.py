@@ -22,7 +22,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,31 +31,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evo1cli.data.format import (
-    DATA_PATH,
+from evo1cli.data.reader import episode_rows, read_episode
+from evo1cli.data.tables import parquet_bytes, read_parquet, read_table, write_tables
+from evo1cli.data.types import (
+    DATA_FILE_MB,
     INFO_PATH,
+    STAGING_DIR,
     TIMESTAMP_TOLERANCE_S,
-    V21,
     V30,
-    V30_DATA_PATH,
-    V30_EPISODES_PATH,
-    V30_STATS_PATH,
-    V30_TASKS_PATH,
-    V30_VIDEO_PATH,
-    VIDEO_PATH,
+    VIDEO_FILE_MB,
     DatasetMeta,
     Episode,
+    Groups,
+    Layout,
     Problems,
     VideoSpan,
     check_tasks,
     few,
     is_int,
 )
+from evo1cli.data.video import concat_videos, packet_times, video_duration
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_write_bytes, atomic_write_text
 
-DATA_FILE_MB = 100  # LeRobot's defaults
-VIDEO_FILE_MB = 200
+TASKS_PATH = "meta/tasks.parquet"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+STATS_PATH = "meta/stats.json"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_GLOB = "meta/episodes/*/*.parquet"
 # The columns of an episode row that locate it; every other column but stats/... is an extra.
 LOCATION_COLUMNS = (
@@ -68,6 +72,87 @@ LOCATION_COLUMNS = (
 )
 META_COLUMNS = ("meta/episodes/chunk_index", "meta/episodes/file_index")
 VIDEO_COLUMNS = ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
+
+
+class V30Layout(Layout):
+    version = V30
+    own_files = False
+    tasks_path = TASKS_PATH
+    markers = (TASKS_PATH, "meta/episodes")
+    place_names = ("chunk_index", "file_index")
+    vector_type = "List"
+
+    def listing(self, episode: Episode) -> str:
+        chunk, file = episode.meta_file
+        return EPISODES_PATH.format(chunk_index=chunk, file_index=file)
+
+    def convert_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        return _convert_info(info)
+
+    def check_info(self, path: Path, info: dict[str, Any], problems: Problems) -> None:
+        for key in ("data_files_size_in_mb", "video_files_size_in_mb"):  # LeRobot's defaults when absent
+            if key in info and (not isinstance(info[key], int | float) or info[key] <= 0):
+                raise Evo1Error("expected a positive number", path=path, field=key)
+
+    def load_meta(self, root: Path, info: dict[str, Any], problems: Problems) -> DatasetMeta:
+        return _load_meta(root, info, problems)
+
+    def write_meta(self, meta: DatasetMeta) -> None:
+        _write_meta(meta)
+
+    def place_files(self, meta: DatasetMeta, episode: Episode, staging: Path) -> None:
+        """The last data file and each camera's last mp4 are rewritten in staging, their committed rows and
+        packets followed by the new episode's (remuxed, not re-encoded), and replace the old ones; past the size
+        limits in info.json the episode starts new files instead, as LeRobot does."""
+        moves = [_place_data(meta, episode, staging)]
+        moves += [_place_video(meta, episode, staging, key) for key in meta.video_keys]
+        last = meta.episodes[-1] if meta.episodes else None
+        episode.meta_file = last.meta_file if last else (0, 0)
+        for source, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)
+
+    def recover(self, meta: DatasetMeta) -> None:
+        """Files past the last committed episode's, unlisted meta/episodes files, and rows and frames past the
+        committed episodes in the last data file and mp4s are removed. Each step only drops leftovers."""
+        for path in self.leftovers(meta):
+            path.unlink(missing_ok=True)
+        listed = {ep.meta_file for ep in meta.episodes}
+        for file in meta.root.glob(EPISODES_GLOB):
+            if file_place(file) not in listed:
+                file.unlink()
+        if not meta.episodes:
+            return
+        n, last = len(meta.episodes), meta.episodes[-1]
+        read_episode(meta, n - 1)  # the file new rows join must be sound: else an error naming it, here
+        staging = meta.root / STAGING_DIR
+        staging.mkdir()
+        path, rows = meta.data_file(n - 1), rows_in_file(meta, n - 1)
+        if pq.read_metadata(path).num_rows > rows:
+            write_tables(staging / "data.parquet", [read_table(meta, path).slice(0, rows)])
+            (staging / "data.parquet").replace(path)
+        for key in meta.video_keys:
+            path, end = meta.video_file(key, n - 1), last.videos[key].end
+            if packet_times(path)[1] > end + 1e-3:
+                concat_videos([(path, 0.0, end)], staging / "video.mp4")
+                (staging / "video.mp4").replace(path)
+        shutil.rmtree(staging)
+
+    def leftovers(self, meta: DatasetMeta) -> list[Path]:
+        """The data file and mp4s the next episode would start, where they exist."""
+        return [path for path in files_after(meta) if path.exists()]
+
+    def groups(self, meta: DatasetMeta, size: Callable[[int], int], limit_mb: float) -> Groups:
+        """Consecutive episodes packed into files as LeRobot's converter does: a file takes episodes until the
+        next would bring it to `limit_mb`."""
+        places, place = [], (0, 0)
+        for group in _pack([size(i) for i in range(len(meta.episodes))], limit_mb):
+            places.append((place, group))
+            place = next_file(place, int(meta.info["chunks_size"]))
+        return places
+
+
+LAYOUT = V30Layout()
 
 
 def next_file(place: tuple[int, int] | None, chunks_size: int) -> tuple[int, int]:
@@ -89,7 +174,7 @@ def files_after(meta: DatasetMeta) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- info.json
-_V30_ORDER = (
+_INFO_ORDER = (
     "codebase_version",
     "fps",
     "features",
@@ -104,24 +189,9 @@ _V30_ORDER = (
     "robot_type",
     "splits",
 )
-_V21_ORDER = (
-    "codebase_version",
-    "robot_type",
-    "total_episodes",
-    "total_frames",
-    "total_tasks",
-    "total_videos",
-    "total_chunks",
-    "chunks_size",
-    "fps",
-    "splits",
-    "data_path",
-    "video_path",
-    "features",
-)
 
 
-def info_v30(info: dict[str, Any]) -> dict[str, Any]:
+def _convert_info(info: dict[str, Any]) -> dict[str, Any]:
     """A v2.1 (or v3.0) info.json as v3.0, keys in LeRobot 0.6.1's order; other keys kept after them."""
     out = {
         "codebase_version": V30,
@@ -133,45 +203,21 @@ def info_v30(info: dict[str, Any]) -> dict[str, Any]:
         "chunks_size": info["chunks_size"],
         "data_files_size_in_mb": info.get("data_files_size_in_mb", DATA_FILE_MB),
         "video_files_size_in_mb": info.get("video_files_size_in_mb", VIDEO_FILE_MB),
-        "data_path": V30_DATA_PATH,
-        "video_path": V30_VIDEO_PATH if info.get("video_path") else None,
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH if info.get("video_path") else None,
         "robot_type": info.get("robot_type"),
         "splits": info.get("splits", {}),
     }
-    skip = {*_V30_ORDER, "total_chunks", "total_videos"}
+    skip = {*_INFO_ORDER, "total_chunks", "total_videos"}
     return json.loads(json.dumps(out | {k: v for k, v in info.items() if k not in skip}))
 
 
-def info_v21(info: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of `info_v30`: v2.1 keys in LeRobot 0.3.3's order; size limits kept only when not the defaults."""
-    videos = sum(ft["dtype"] == "video" for ft in info["features"].values())
-    episodes = info["total_episodes"]
-    out = {
-        "codebase_version": V21,
-        "robot_type": info.get("robot_type"),
-        "total_episodes": episodes,
-        "total_frames": info["total_frames"],
-        "total_tasks": info["total_tasks"],
-        "total_videos": videos * episodes,
-        "total_chunks": (episodes - 1) // info["chunks_size"] + 1 if episodes else 0,
-        "chunks_size": info["chunks_size"],
-        "fps": info["fps"],
-        "splits": info.get("splits", {}),
-        "data_path": DATA_PATH,
-        "video_path": VIDEO_PATH if info.get("video_path") else None,
-        "features": info["features"],
-    }
-    defaults = {"data_files_size_in_mb": DATA_FILE_MB, "video_files_size_in_mb": VIDEO_FILE_MB}
-    rest = {k: v for k, v in info.items() if k not in _V21_ORDER and defaults.get(k, object()) != v}
-    return json.loads(json.dumps(out | rest))
-
-
 # ---------------------------------------------------------------------------------------------- reading
-def load_meta(root: Path, info: dict[str, Any], problems: Problems) -> DatasetMeta:
+def _load_meta(root: Path, info: dict[str, Any], problems: Problems) -> DatasetMeta:
     """The rest of a v3.0 dataset's metadata (info.json is read and checked): tasks, episodes and their places."""
     tasks = _load_tasks(root, info, problems)
-    meta = DatasetMeta(root, info, tasks, [], {})
-    rows = _episode_rows(root, info, problems)
+    meta = DatasetMeta(LAYOUT, root, info, tasks, [], {})
+    rows = _listed_rows(root, info, problems)
     found: dict[int, tuple[Path, Episode, dict[str, Any]]] = {}
     for path, meta_file, number, row in rows:
         episode = _episode(meta, path, meta_file, number, row, problems)
@@ -187,7 +233,7 @@ def load_meta(root: Path, info: dict[str, Any], problems: Problems) -> DatasetMe
             found[episode.index] = (path, episode, row)
     missing = sorted(set(range(info["total_episodes"])) - set(found))
     if missing:
-        where = root / V30_EPISODES_PATH.format(chunk_index=0, file_index=0) if not rows else rows[-1][0]
+        where = root / EPISODES_PATH.format(chunk_index=0, file_index=0) if not rows else rows[-1][0]
         problems.error(where, "episode_index", f"total_episodes is {info['total_episodes']} but {few(missing)} missing")
     for index in sorted(found):
         path, episode, row = found[index]
@@ -200,7 +246,7 @@ def load_meta(root: Path, info: dict[str, Any], problems: Problems) -> DatasetMe
         problems.error(
             root / INFO_PATH, "total_frames", f"is {info['total_frames']}, the episodes hold {meta.total_frames}"
         )
-    stats = root / V30_STATS_PATH
+    stats = root / STATS_PATH
     if stats.is_file():
         try:
             if not isinstance(json.loads(stats.read_text()), dict):
@@ -214,20 +260,11 @@ def load_meta(root: Path, info: dict[str, Any], problems: Problems) -> DatasetMe
     return meta
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise Evo1Error("file not found", path=path)
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as err:
-        raise Evo1Error(f"not a readable parquet file ({err})", path=path) from None
-
-
 def _load_tasks(root: Path, info: dict[str, Any], problems: Problems) -> dict[int, str]:
-    path = root / V30_TASKS_PATH
+    path = root / TASKS_PATH
     if info["total_tasks"] == 0 and not path.exists():
         return {}
-    table = _read_parquet(path)
+    table = read_parquet(path)
     name = "task"  # the pandas index LeRobot writes; an unnamed index is stored as __index_level_0__
     pandas = json.loads((table.schema.metadata or {}).get(b"pandas", b"{}") or b"{}")
     index_columns = [c for c in pandas.get("index_columns", []) if isinstance(c, str)]
@@ -242,18 +279,18 @@ def _load_tasks(root: Path, info: dict[str, Any], problems: Problems) -> dict[in
     )
 
 
-def _episode_rows(
+def _listed_rows(
     root: Path, info: dict[str, Any], problems: Problems
 ) -> list[tuple[Path, tuple[int, int], int, dict[str, Any]]]:
     """(file, its (chunk, file), row number, row) of every meta/episodes file, in file order."""
     files = sorted(root.glob(EPISODES_GLOB))
     if not files and info["total_episodes"] > 0:
-        path = root / V30_EPISODES_PATH.format(chunk_index=0, file_index=0)
+        path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
         raise Evo1Error(f"file not found (info.json lists {info['total_episodes']} episodes)", path=path)
     rows = []
     for path in files:
         try:
-            table = _read_parquet(path)
+            table = read_parquet(path)
         except Evo1Error as err:
             problems.error(path, None, err.message)
             continue
@@ -290,7 +327,7 @@ def _episode(
         return None
     unknown = [t for t in tasks if t not in meta.tasks.values()]
     if unknown and index < meta.info["total_episodes"]:
-        problems.error(path, "tasks", f"episode {index}: {unknown[0]!r} is not in {V30_TASKS_PATH}")
+        problems.error(path, "tasks", f"episode {index}: {unknown[0]!r} is not in {TASKS_PATH}")
     chunks_size = meta.info["chunks_size"]
 
     def place(prefix: str) -> tuple[int, int] | None:
@@ -406,7 +443,7 @@ def _unflatten_stats(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def write_meta(meta: DatasetMeta) -> None:
+def _write_meta(meta: DatasetMeta) -> None:
     """meta/episodes files, tasks.parquet, stats.json, then info.json (the commit point), each atomically."""
     root, info = meta.root, meta.info
     by_file: dict[tuple[int, int], list[Episode]] = {}
@@ -415,27 +452,21 @@ def write_meta(meta: DatasetMeta) -> None:
     offsets = dict(zip((ep.index for ep in meta.episodes), meta.episode_offsets(), strict=True))
     for (chunk, file), episodes in by_file.items():
         table = episodes_table(meta, episodes, offsets)
-        atomic_write_bytes(root / V30_EPISODES_PATH.format(chunk_index=chunk, file_index=file), parquet_bytes(table))
+        atomic_write_bytes(root / EPISODES_PATH.format(chunk_index=chunk, file_index=file), parquet_bytes(table))
     if meta.tasks:
-        atomic_write_bytes(root / V30_TASKS_PATH, parquet_bytes(tasks_table(meta.tasks)))
+        atomic_write_bytes(root / TASKS_PATH, parquet_bytes(tasks_table(meta.tasks)))
     else:
-        (root / V30_TASKS_PATH).unlink(missing_ok=True)  # an interrupted first episode's
+        (root / TASKS_PATH).unlink(missing_ok=True)  # an interrupted first episode's
     if meta.episodes:
         stats = aggregate_stats([meta.episodes_stats[ep.index] for ep in meta.episodes])
-        atomic_write_text(root / V30_STATS_PATH, json.dumps(stats, indent=4) + "\n")
+        atomic_write_text(root / STATS_PATH, json.dumps(stats, indent=4) + "\n")
     else:
-        (root / V30_STATS_PATH).unlink(missing_ok=True)
+        (root / STATS_PATH).unlink(missing_ok=True)
     info["total_episodes"] = len(meta.episodes)
     info["total_frames"] = meta.total_frames
     info["total_tasks"] = len(meta.tasks)
     info["splits"] = {"train": f"0:{len(meta.episodes)}"} if meta.episodes else {}
     atomic_write_text(root / INFO_PATH, json.dumps(info, indent=4) + "\n")
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
 
 
 def tasks_table(tasks: dict[int, str]) -> pa.Table:
@@ -538,3 +569,71 @@ def aggregate_stats(episodes: Iterable[dict[str, dict[str, Any]]]) -> dict[str, 
                 result[key] = (values * weights).sum(axis=0) / total
         out[feature] = {k: v.tolist() for k, v in result.items()}
     return out
+
+
+# ---------------------------------------------------------------------------------------------- placing files
+def episodes_in_file(meta: DatasetMeta, place: tuple[int, int]) -> list[int]:
+    return [i for i, ep in enumerate(meta.episodes) if ep.data == place]
+
+
+def rows_in_file(meta: DatasetMeta, i: int) -> int:
+    """The committed rows of episode i's data file."""
+    return sum(meta.episodes[j].length for j in episodes_in_file(meta, meta.episodes[i].data))
+
+
+def _committed_rows(meta: DatasetMeta, i: int, schema: pa.Schema) -> pa.Table:
+    """Episode i's committed rows, in `schema` (a LeRobot converter's list<float> becomes a fixed-size list)."""
+    table = episode_rows(meta, i)
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowException, KeyError) as err:
+        raise Evo1Error(f"its columns differ from this collection's ({err})", path=meta.data_file(i)) from None
+
+
+def _place_data(meta: DatasetMeta, episode: Episode, staging: Path) -> tuple[Path, Path]:
+    """The staged episode.parquet appended to the last data file (rewritten whole in staging), or starting the next
+    one past the size limit; returns the move (staged file, its final path)."""
+    size, last = int(meta.info["chunks_size"]), meta.episodes[-1] if meta.episodes else None
+    staged = staging / "episode.parquet"
+    limit = float(meta.info.get("data_files_size_in_mb", DATA_FILE_MB)) * 2**20
+    old = meta.data_file(len(meta.episodes) - 1) if last else None
+    tables = [pq.read_table(staged)]
+    if last is not None and old is not None and old.stat().st_size + staged.stat().st_size < limit:
+        episode.data, episode.row = last.data, rows_in_file(meta, len(meta.episodes) - 1)
+        tables = [_committed_rows(meta, i, tables[0].schema) for i in episodes_in_file(meta, last.data)] + tables
+    else:
+        episode.data, episode.row = next_file(last.data if last else None, size), 0
+    write_tables(staged.with_name("data.parquet"), tables)
+    return staged.with_name("data.parquet"), meta.root / meta.data_path(*episode.data)
+
+
+def _place_video(meta: DatasetMeta, episode: Episode, staging: Path, key: str) -> tuple[Path, Path]:
+    """The staged `<key>.mp4` remuxed after the camera's last mp4, or starting the next one past the size limit."""
+    size, last = int(meta.info["chunks_size"]), meta.episodes[-1] if meta.episodes else None
+    limit = float(meta.info.get("video_files_size_in_mb", VIDEO_FILE_MB)) * 2**20
+    new = staging / f"{key}.mp4"
+    if last is not None:
+        span = last.videos[key]
+        old = meta.video_file(key, len(meta.episodes) - 1)
+        if old.stat().st_size + new.stat().st_size < limit:
+            joined = staging / f"{key}.joined.mp4"
+            (start, end) = concat_videos([(old, 0.0, span.end), (new, 0.0, None)], joined)[1]
+            episode.videos[key] = VideoSpan(span.chunk, span.file, start, end)
+            return joined, old
+    place = next_file((last.videos[key].chunk, last.videos[key].file) if last else None, size)
+    episode.videos[key] = VideoSpan(*place, 0.0, video_duration(new))
+    return new, meta.root / meta.video_path(key, *place)
+
+
+def _pack(sizes: list[int], limit_mb: float) -> list[list[int]]:
+    """Consecutive items into groups, a new group when the next item would bring one to `limit_mb` (LeRobot's rule)."""
+    groups: list[list[int]] = []
+    total = 0.0
+    for i, size in enumerate(sizes):
+        if groups and groups[-1] and total + size / 2**20 < limit_mb:
+            groups[-1].append(i)
+            total += size / 2**20
+        else:
+            groups.append([i])
+            total = size / 2**20
+    return groups

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from evo1cli.data.format import STAGING_DIR, TIMESTAMP_TOLERANCE_S, V30, DatasetMeta, Problems, load_meta
+from evo1cli.data.format import load_meta
 from evo1cli.data.reader import read_episode
-from evo1cli.data.v30 import files_after
+from evo1cli.data.types import STAGING_DIR, TIMESTAMP_TOLERANCE_S, DatasetMeta, Problems
 from evo1cli.data.video import packet_times, probe
 from evo1cli.errors import Evo1Error
 
@@ -68,7 +68,7 @@ class _Video:
     def check_episode(self, meta: DatasetMeta, key: str, i: int, problems: Problems) -> None:
         episode = meta.episodes[i]
         span = episode.videos[key]
-        if meta.version != V30:  # the whole file is the episode's
+        if meta.layout.own_files:  # the whole file is the episode's
             if self.frames != episode.length:
                 problems.error(self.path, None, f"has {self.frames} frames, the episode has {episode.length}")
             return
@@ -93,17 +93,10 @@ def _check_leftovers(meta: DatasetMeta, videos: dict[Path, _Video | None], probl
     root, unfinished = meta.root, "interrupted write; the next collect removes it"
     if (root / STAGING_DIR).exists():
         problems.warn(root / STAGING_DIR, None, f"an unfinished episode ({unfinished})")
+    for path in meta.layout.leftovers(meta):
+        problems.warn(path, None, f"holds no committed episode ({unfinished})")
     n = len(meta.episodes)
-    if meta.version != V30:
-        for file in sorted(root.glob("data/*/episode_*.parquet")):
-            number = file.stem.removeprefix("episode_")
-            if number.isdigit() and int(number) >= n:
-                problems.warn(file, None, f"not a committed episode ({unfinished})")
-        return
-    for path in files_after(meta):
-        if path.exists():
-            problems.warn(path, None, f"holds no committed episode ({unfinished})")
-    if not meta.episodes:
+    if meta.layout.own_files or not meta.episodes:  # else the last files may hold rows and frames past them
         return
     path, last = meta.data_file(n - 1), meta.episodes[-1]
     rows = sum(ep.length for ep in meta.episodes if ep.data == last.data)

@@ -17,7 +17,6 @@ readers ignore); the next writer removes the leftovers and appends after the las
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,28 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evo1cli.data import v30
-from evo1cli.data.format import (
-    INDEX_FEATURES,
-    INFO_PATH,
-    STAGING_DIR,
-    V21,
-    V30,
-    VERSIONS,
-    DatasetMeta,
-    Episode,
-    VideoSpan,
-    load_meta,
-    locate_v21,
-    new_info,
-    video_feature,
-    write_meta_v21,
-)
-from evo1cli.data.reader import read_episode, read_table
-from evo1cli.data.video import CODEC, VideoWriter, concat_videos, packet_times, probe, video_duration
+from evo1cli.data.format import layout_for, load_meta, new_info
+from evo1cli.data.tables import episode_table
+from evo1cli.data.types import INDEX_FEATURES, INFO_PATH, STAGING_DIR, DatasetMeta, Episode, video_feature
+from evo1cli.data.video import CODEC, VideoWriter, probe
 from evo1cli.errors import Evo1Error
 
 
@@ -55,69 +38,6 @@ class Camera:
     key: str  # the feature name, e.g. "observation.images.corner2"
     height: int
     width: int
-
-
-def arrow_type(ft: Mapping[str, Any]) -> pa.DataType:
-    """The parquet column type LeRobot's `datasets` features produce for a feature."""
-    value = pa.string() if ft["dtype"] == "string" else pa.from_numpy_dtype(np.dtype(ft["dtype"]))
-    shape = list(ft["shape"])
-    if shape == [1]:
-        return value
-    if len(shape) == 1:
-        return pa.list_(value, shape[0])  # datasets.Sequence(length=n) -> fixed_size_list<n>
-    raise Evo1Error(f"only scalar and vector columns are supported, got shape {shape}", field="features")
-
-
-def hf_features(features: Mapping[str, Mapping[str, Any]], version: str = V21) -> dict[str, Any]:
-    """The `datasets.Features` JSON that LeRobot stores in each parquet file's schema metadata (a vector is a
-    `Sequence` for datasets 3 and LeRobot 0.3.x, a `List` for datasets 4 and LeRobot 0.6.x)."""
-    sequence = "List" if version == V30 else "Sequence"
-    out: dict[str, Any] = {}
-    for name, ft in features.items():
-        if ft["dtype"] == "video":
-            continue
-        value = {"dtype": ft["dtype"], "_type": "Value"}
-        vector = {"feature": value, "length": ft["shape"][0], "_type": sequence}
-        out[name] = value if list(ft["shape"]) == [1] else vector
-    return out
-
-
-def episode_table(
-    features: Mapping[str, Mapping[str, Any]], columns: Mapping[str, np.ndarray], version: str = V21
-) -> pa.Table:
-    """Frames as an Arrow table in LeRobot's schema (non-video features, info.json order)."""
-    names = [n for n, ft in features.items() if ft["dtype"] != "video"]
-    arrays = []
-    for name in names:
-        ft, values = features[name], np.asarray(columns[name])
-        kind = arrow_type(ft)
-        if ft["dtype"] == "string":
-            arrays.append(pa.array(values.reshape(-1).tolist(), type=kind))
-        elif pa.types.is_fixed_size_list(kind):
-            flat = pa.array(values.astype(ft["dtype"]).reshape(-1), type=kind.value_type)
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, kind.list_size))
-        else:
-            arrays.append(pa.array(values.astype(ft["dtype"]).reshape(-1), type=kind))
-    schema = pa.schema(
-        [pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)],
-        metadata={"huggingface": json.dumps({"info": {"features": hf_features(features, version)}})},
-    )
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def write_tables(path: Path, tables: list[pa.Table]) -> None:
-    """Tables of one schema into one parquet file, one row group each (one per episode, as LeRobot 0.6 writes)."""
-    with pq.ParquetWriter(path, tables[0].schema) as out:
-        for table in tables:
-            out.write_table(table, row_group_size=max(len(table), 1))
-
-
-def write_meta(meta: DatasetMeta) -> None:
-    """The episode, task and stats metadata, then info.json (the commit point), in the dataset's layout."""
-    if meta.version == V30:
-        v30.write_meta(meta)
-    else:
-        write_meta_v21(meta)
 
 
 # ---------------------------------------------------------------------------------------------- stats
@@ -182,11 +102,10 @@ class DatasetWriter:
         self.root = Path(root)
         self.codec = codec
         self.cameras = {c.key: c for c in cameras}
-        if version is not None and version not in VERSIONS:
-            raise Evo1Error(f"must be one of {', '.join(VERSIONS)}, got {version!r}", field="--format")
+        layout = layout_for(version, field="--format")  # checked even when appending
         if (self.root / INFO_PATH).exists():
             self.meta = load_meta(self.root)
-            if version is not None and version != self.meta.version:
+            if version is not None and layout is not self.meta.layout:
                 raise Evo1Error(
                     f"is a LeRobot {self.meta.version} dataset, not {version}: append to it in its own layout, or "
                     f"convert it first (evo1 dataset convert {self.root} --to {version} --out DIR)",
@@ -199,9 +118,9 @@ class DatasetWriter:
             if self.root.exists() and any(self.root.iterdir()):
                 raise Evo1Error("exists, is not empty and has no meta/info.json", path=self.root)
             features = {**vectors, **{c.key: video_feature(c.height, c.width, {}) for c in cameras}}
-            info = new_info(fps, dict(features), robot_type)
-            self.meta = DatasetMeta(self.root, v30.info_v30(info) if version == V30 else info, {}, [], {})
-            write_meta(self.meta)
+            info = new_info(fps, dict(features), robot_type, layout)
+            self.meta = DatasetMeta(layout, self.root, info, {}, [], {})
+            layout.write_meta(self.meta)
 
     def _check_compatible(self, fps: int, vectors: Mapping[str, Mapping[str, Any]], cameras: list[Camera]) -> None:
         path = self.root / INFO_PATH
@@ -228,104 +147,11 @@ class DatasetWriter:
         """Remove what an interrupted write left: staging, and files, rows, frames or metadata past the
         committed episodes. Each step only drops leftovers, so being killed here is harmless too."""
         shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)
-        meta, n = self.meta, len(self.meta.episodes)
-        if meta.version != V30:
-            for pattern in ("data/*/episode_*.parquet", "videos/*/*/episode_*.mp4"):
-                for file in self.root.glob(pattern):
-                    if file.stem.startswith("episode_") and file.stem[8:].isdigit() and int(file.stem[8:]) >= n:
-                        file.unlink()
-            write_meta(meta)  # drops lines that info.json's totals do not cover
-            return
-        last = meta.episodes[-1] if meta.episodes else None
-        for path in v30.files_after(meta):
-            path.unlink(missing_ok=True)
-        listed = {ep.meta_file for ep in meta.episodes}
-        for file in self.root.glob(v30.EPISODES_GLOB):
-            if v30.file_place(file) not in listed:
-                file.unlink()
-        if last is not None:
-            read_episode(meta, n - 1)  # the file new rows join must be sound: else an error naming it, here
-            staging = self.root / STAGING_DIR
-            staging.mkdir()
-            path, rows = meta.data_file(n - 1), _rows_in_file(meta, n - 1)
-            if pq.read_metadata(path).num_rows > rows:
-                write_tables(staging / "data.parquet", [read_table(meta, path).slice(0, rows)])
-                (staging / "data.parquet").replace(path)
-            for key in meta.video_keys:
-                path, end = meta.video_file(key, n - 1), last.videos[key].end
-                if packet_times(path)[1] > end + 1e-3:
-                    concat_videos([(path, 0.0, end)], staging / "video.mp4")
-                    (staging / "video.mp4").replace(path)
-            shutil.rmtree(staging)
-        write_meta(meta)  # drops rows and tasks that info.json's totals do not cover
+        self.meta.layout.recover(self.meta)
+        self.meta.layout.write_meta(self.meta)  # drops the episodes and tasks that info.json's totals do not cover
 
     def episode(self) -> EpisodeRecorder:
         return EpisodeRecorder(self)
-
-    def _place_files(self, episode: Episode, staging: Path) -> None:
-        """Step 1 of a commit: the staged `episode.parquet` and `<camera>.mp4` files into the dataset."""
-        meta = self.meta
-        if meta.version != V30:
-            locate_v21(meta, episode)
-            moves = [(staging / "episode.parquet", meta.root / meta.data_path(*episode.data))]
-            moves += [
-                (staging / f"{k}.mp4", meta.root / meta.video_path(k, s.chunk, s.file))
-                for k, s in episode.videos.items()
-            ]
-            for source, target in moves:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source.replace(target)
-            return
-        size, last = int(meta.info["chunks_size"]), meta.episodes[-1] if meta.episodes else None
-        staged = staging / "episode.parquet"
-        limit = float(meta.info.get("data_files_size_in_mb", v30.DATA_FILE_MB)) * 2**20
-        old = meta.data_file(len(meta.episodes) - 1) if last else None
-        tables = [pq.read_table(staged)]
-        if old is not None and old.stat().st_size + staged.stat().st_size < limit:
-            episode.data, episode.row = last.data, _rows_in_file(meta, len(meta.episodes) - 1)
-            tables = [_episode_rows(meta, i, tables[0].schema) for i in _episodes_in_file(meta, last.data)] + tables
-        else:
-            episode.data, episode.row = v30.next_file(last.data if last else None, size), 0
-        write_tables(staged.with_name("data.parquet"), tables)
-        moves = [(staged.with_name("data.parquet"), meta.root / meta.data_path(*episode.data))]
-        limit = float(meta.info.get("video_files_size_in_mb", v30.VIDEO_FILE_MB)) * 2**20
-        for key in meta.video_keys:
-            new = staging / f"{key}.mp4"
-            if last is not None:
-                span = last.videos[key]
-                old = meta.video_file(key, len(meta.episodes) - 1)
-                if old.stat().st_size + new.stat().st_size < limit:
-                    joined = staging / f"{key}.joined.mp4"
-                    (start, end) = concat_videos([(old, 0.0, span.end), (new, 0.0, None)], joined)[1]
-                    episode.videos[key] = VideoSpan(span.chunk, span.file, start, end)
-                    moves.append((joined, old))
-                    continue
-            place = v30.next_file((last.videos[key].chunk, last.videos[key].file) if last else None, size)
-            episode.videos[key] = VideoSpan(*place, 0.0, video_duration(new))
-            moves.append((new, meta.root / meta.video_path(key, *place)))
-        episode.meta_file = last.meta_file if last else (0, 0)
-        for source, target in moves:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source.replace(target)
-
-
-def _episodes_in_file(meta: DatasetMeta, place: tuple[int, int]) -> list[int]:
-    return [i for i, ep in enumerate(meta.episodes) if ep.data == place]
-
-
-def _rows_in_file(meta: DatasetMeta, i: int) -> int:
-    """The committed rows of episode i's data file."""
-    return sum(meta.episodes[j].length for j in _episodes_in_file(meta, meta.episodes[i].data))
-
-
-def _episode_rows(meta: DatasetMeta, i: int, schema: pa.Schema) -> pa.Table:
-    """Episode i's committed rows, in `schema` (a LeRobot converter's list<float> becomes a fixed-size list)."""
-    episode = meta.episodes[i]
-    table = read_table(meta, meta.data_file(i)).slice(episode.row, episode.length)
-    try:
-        return table.select(schema.names).cast(schema)
-    except (pa.ArrowException, KeyError) as err:
-        raise Evo1Error(f"its columns differ from this collection's ({err})", path=meta.data_file(i)) from None
 
 
 class EpisodeRecorder:
@@ -402,7 +228,7 @@ class EpisodeRecorder:
                 stats[key] = vector_stats(
                     columns[key].astype(np.float64) if key not in INDEX_FEATURES else columns[key]
                 )
-        pq.write_table(episode_table(features, columns, meta.version), self.staging / "episode.parquet")
+        pq.write_table(episode_table(features, columns, meta.layout), self.staging / "episode.parquet")
 
         if not any(ft.get("info") for key, ft in features.items() if ft["dtype"] == "video"):
             for key in writer.cameras:  # the first episode fills in the video info, as LeRobot does
@@ -410,11 +236,11 @@ class EpisodeRecorder:
 
         # 1. files into place (each appears whole), 2. metadata, info.json last.
         episode = Episode(self.index, list(dict.fromkeys(self.tasks)), self.length, extra)
-        writer._place_files(episode, self.staging)
+        meta.layout.place_files(meta, episode, self.staging)
         meta.tasks.update(new_tasks)
         meta.episodes.append(episode)
         meta.episodes_stats[self.index] = stats
-        write_meta(meta)
+        meta.layout.write_meta(meta)
         self.discard()
         return episode
 
