@@ -129,6 +129,7 @@ def stats(
     """
     from evo1cli.data.format import load_meta
     from evo1cli.data.stats import dataset_stats, write_stats
+    from evo1cli.features import ACTION, STATE
 
     if relative_horizon is not None and relative_horizon < 1:
         raise Evo1Error(f"must be >= 1, got {relative_horizon}", field="--relative-horizon")
@@ -139,7 +140,7 @@ def stats(
     if as_json:
         print_json(result)
         return
-    for key in ("observation.state", "action"):
+    for key in (STATE, ACTION):
         table = Table("dim", "min", "max", "mean", "std", "q01", "q99", title=key)
         feature = result[key]
         for d in range(len(feature["min"])):

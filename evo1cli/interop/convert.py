@@ -19,6 +19,7 @@ from accelerate import init_empty_weights
 
 from evo1cli import __version__
 from evo1cli.errors import Evo1Error
+from evo1cli.features import IMAGE_PREFIX
 from evo1cli.fileio import atomic_directory, read_json
 from evo1cli.interop import authors, lerobot
 from evo1cli.interop.foreign import Foreign
@@ -175,11 +176,11 @@ def export_checkpoint(
     if cameras is None:
         cameras = import_record(checkpoint).get("cameras")
     if not cameras:
-        cameras = [f"{lerobot.IMAGES}view{i + 1}" for i in range(config.num_views)]
+        cameras = [f"{IMAGE_PREFIX}view{i + 1}" for i in range(config.num_views)]
         warnings.append(
             f"camera names unknown: wrote {', '.join(cameras)} (LeRobot requires all); --cameras names them"
         )
-    cameras = [c if c.startswith(lerobot.IMAGES) else lerobot.IMAGES + c for c in cameras]
+    cameras = [c if c.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + c for c in cameras]
     if len(cameras) > config.num_views:
         raise Evo1Error(f"{len(cameras)} cameras for {config.num_views} view slots", field="--cameras")
     vlm = vlm_name or str(out.resolve() / "vlm")

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from evo1cli.errors import Evo1Error
+from evo1cli.features import IMAGE_PREFIX
 from evo1cli.fileio import read_json
 from evo1cli.interop.foreign import Foreign, weight_dims
 from evo1cli.model.checkpoint import read_weights
@@ -36,7 +37,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PREPROCESSOR = "policy_preprocessor"
 POSTPROCESSOR = "policy_postprocessor"
-IMAGES = "observation.images."
 EPS = 1e-8
 _PREFIXES = [("model.embedder.model.", "backbone.model."), ("model.action_head.", "action_head.")]
 # LeRobot's Evo1Config defaults, for fields a hand-written config.json leaves out
@@ -117,7 +117,7 @@ def read_lerobot(directory: Path) -> Foreign:
 
     cameras = [  # LeRobot's placeholders for absent cameras (`empty_cameras`) are not cameras
         k for k, f in raw["input_features"].items()
-        if isinstance(f, dict) and f.get("type") == "VISUAL" and not k.startswith(f"{IMAGES}empty_camera_")
+        if isinstance(f, dict) and f.get("type") == "VISUAL" and not k.startswith(f"{IMAGE_PREFIX}empty_camera_")
     ]  # fmt: skip
     notes = [
         f"conventions of LeRobot: {config.num_inference_steps} Euler steps, time index floor(t * 999), "

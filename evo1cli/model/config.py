@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from evo1cli.errors import Evo1Error
+from evo1cli.features import MAX_DIM  # state and action vectors are zero-padded to this many dims
 from evo1cli.fileio import read_json
 
-MAX_DIM = 24  # state and action vectors are zero-padded to this many dims
 BACKBONES = ("internvl3-1b", "tiny")
 NORMALIZATIONS = ("bounds", "bounds_q99", "normal")
 ATTENTION_BACKENDS = ("sdpa", "eager")

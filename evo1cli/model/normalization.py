@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from evo1cli.errors import Evo1Error
+from evo1cli.features import ACTION, STATE
 from evo1cli.fileio import atomic_write_text, read_json
 from evo1cli.model.config import MAX_DIM, NORMALIZATIONS
 
-STATE, ACTION = "observation.state", "action"
 METRICS = ("min", "max", "mean", "std", "q01", "q99")
 EPS = 1e-8
 DEFAULT_DATASET = "default"

@@ -70,6 +70,7 @@ def load_replay(dataset: str, episode: int, config: Any) -> ReplayPolicy:
     from evo1cli.data.format import load_meta
     from evo1cli.data.reader import read_episode
     from evo1cli.errors import Evo1Error
+    from evo1cli.features import ACTION
 
     meta = load_meta(dataset)
     if not 0 <= episode < len(meta.episodes):
@@ -85,7 +86,7 @@ def load_replay(dataset: str, episode: int, config: Any) -> ReplayPolicy:
     dof = len(config.joints)
     if table.action.shape[1] != dof:
         raise Evo1Error(f"actions have {table.action.shape[1]} dims; the {config.robot} has {dof} joints",
-                        path=dataset, field="action")  # fmt: skip
+                        path=dataset, field=ACTION)  # fmt: skip
     start = table.state[0] if table.state.shape[1] == dof else table.action[0]
     return ReplayPolicy(table.action, start)
 

@@ -24,6 +24,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from evo1cli.features import MAX_DIM
+
 MSGPACK, AUTHORS = "msgpack", "authors"
 SUBPROTOCOL = "evo1.msgpack"  # clients that offer it get the metadata message on connect
 MAX_VIEWS = 3
@@ -229,7 +231,7 @@ def crop_padded_state(state: np.ndarray, dim: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- replies
-def reply(request: Request, actions: np.ndarray, timing: dict[str, float], pad_to: int = 24) -> bytes | str:
+def reply(request: Request, actions: np.ndarray, timing: dict[str, float], pad_to: int = MAX_DIM) -> bytes | str:
     """The reply to a request; the authors' JSON protocol gets the chunk zero-padded to `pad_to` dims (the
     model's action_dim, 24 for the authors' checkpoints)."""
     if request.protocol == AUTHORS:
