@@ -39,7 +39,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str]:
         state[module] = "open"
         for target in sorted(graph[module]):
             if state.get(target) == "open":
-                return path[path.index(target) :] + [target]
+                return [*path[path.index(target) :], target]
             if target not in state and (found := visit(target, [*path, target])):
                 return found
         state[module] = "done"

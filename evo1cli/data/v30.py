@@ -1,4 +1,5 @@
-"""The LeRobot v3.0 layout (LeRobot >= 0.4; what LeRobot 0.6.1 reads and writes): its metadata, read and written.
+"""The LeRobot v3.0 layout (LeRobot >= 0.4; what LeRobot 0.6.1 reads and writes): its metadata read and written,
+and episodes appended to its shared files.
 
     meta/info.json            as v2.1 without total_chunks/total_videos, with data_files_size_in_mb and
                               video_files_size_in_mb (the size at which a file is closed and the next begun)
@@ -241,7 +242,7 @@ def _load_meta(root: Path, info: dict[str, Any], problems: Problems) -> DatasetM
         meta.episodes_stats[index] = _unflatten_stats(row)
         if not meta.episodes_stats[index]:
             problems.error(path, "stats", f"episode {index} has no stats/<feature>/<stat> columns")
-    _place(meta, {i: found[i][0] for i in found}, {i: found[i][2] for i in found}, problems)
+    _locate_rows(meta, {i: found[i][0] for i in found}, {i: found[i][2] for i in found}, problems)
     if not missing and meta.total_frames != info["total_frames"]:
         problems.error(
             root / INFO_PATH, "total_frames", f"is {info['total_frames']}, the episodes hold {meta.total_frames}"
@@ -328,24 +329,7 @@ def _episode(
     unknown = [t for t in tasks if t not in meta.tasks.values()]
     if unknown and index < meta.info["total_episodes"]:
         problems.error(path, "tasks", f"episode {index}: {unknown[0]!r} is not in {TASKS_PATH}")
-    chunks_size = meta.info["chunks_size"]
-
-    def place(prefix: str) -> tuple[int, int] | None:
-        chunk, file = row.get(f"{prefix}/chunk_index"), row.get(f"{prefix}/file_index")
-        for key, value in ((f"{prefix}/chunk_index", chunk), (f"{prefix}/file_index", file)):
-            if not is_int(value) or value < 0:
-                problems.error(path, key, f"episode {index}: expected an integer >= 0, got {value!r}")
-                return None
-        if file >= chunks_size:
-            problems.error(
-                path,
-                f"{prefix}/file_index",
-                f"episode {index}: file index {file} is out of range (chunks_size is {chunks_size})",
-            )
-            return None
-        return chunk, file
-
-    data = place("data")
+    data = _file_of(meta, path, row, index, "data", problems)
     start, stop = row.get("dataset_from_index"), row.get("dataset_to_index")
     if not is_int(start) or not is_int(stop) or start < 0:
         problems.error(path, "dataset_from_index", f"episode {index}: expected integers, got {start!r}, {stop!r}")
@@ -356,6 +340,40 @@ def _episode(
             "dataset_to_index",
             f"episode {index}: [{start}, {stop}) holds {stop - start} frames, its length is {length}",
         )
+    videos = _video_spans(meta, path, row, index, length, problems)
+    if videos is None or data is None:
+        return None
+    videos_columns = (f"videos/{k}/{c}" for k in meta.video_keys for c in VIDEO_COLUMNS)
+    structural = {*LOCATION_COLUMNS, *META_COLUMNS, *videos_columns}
+    # A column holds every episode's value; null stands for a field this episode's metadata lacks.
+    extra = {k: v for k, v in row.items() if k not in structural and not k.startswith("stats/") and v is not None}
+    return Episode(index, list(tasks), length, extra, data=data, row=0, videos=videos, meta_file=meta_file)
+
+
+def _file_of(
+    meta: DatasetMeta, path: Path, row: dict[str, Any], index: int, prefix: str, problems: Problems
+) -> tuple[int, int] | None:
+    """The (chunk, file) in an episode row's `prefix`/chunk_index and `prefix`/file_index, or None if invalid."""
+    chunks_size = meta.info["chunks_size"]
+    chunk, file = row.get(f"{prefix}/chunk_index"), row.get(f"{prefix}/file_index")
+    for key, value in ((f"{prefix}/chunk_index", chunk), (f"{prefix}/file_index", file)):
+        if not is_int(value) or value < 0:
+            problems.error(path, key, f"episode {index}: expected an integer >= 0, got {value!r}")
+            return None
+    if file >= chunks_size:
+        problems.error(
+            path,
+            f"{prefix}/file_index",
+            f"episode {index}: file index {file} is out of range (chunks_size is {chunks_size})",
+        )
+        return None
+    return chunk, file
+
+
+def _video_spans(
+    meta: DatasetMeta, path: Path, row: dict[str, Any], index: int, length: int, problems: Problems
+) -> dict[str, VideoSpan] | None:
+    """Each camera's span of an episode row, its time checked against the episode's length; None if unusable."""
     videos: dict[str, VideoSpan] = {}
     for key in meta.video_keys:
         columns = [f"videos/{key}/{c}" for c in VIDEO_COLUMNS]
@@ -363,7 +381,7 @@ def _episode(
         if absent:
             problems.error(path, absent[0], "column missing")
             return None
-        video = place(f"videos/{key}")
+        video = _file_of(meta, path, row, index, f"videos/{key}", problems)
         begin, end = row[columns[2]], row[columns[3]]
         if not all(isinstance(v, int | float) and math.isfinite(v) for v in (begin, end)) or not 0 <= begin < end:
             problems.error(
@@ -383,16 +401,12 @@ def _episode(
         if video is None:
             return None
         videos[key] = VideoSpan(video[0], video[1], float(begin), float(end))
-    if data is None:
-        return None
-    videos_columns = (f"videos/{k}/{c}" for k in meta.video_keys for c in VIDEO_COLUMNS)
-    structural = {*LOCATION_COLUMNS, *META_COLUMNS, *videos_columns}
-    # A column holds every episode's value; null stands for a field this episode's metadata lacks.
-    extra = {k: v for k, v in row.items() if k not in structural and not k.startswith("stats/") and v is not None}
-    return Episode(index, list(tasks), length, extra, data=data, row=0, videos=videos, meta_file=meta_file)
+    return videos
 
 
-def _place(meta: DatasetMeta, listed_in: dict[int, Path], rows: dict[int, dict[str, Any]], problems: Problems) -> None:
+def _locate_rows(
+    meta: DatasetMeta, listed_in: dict[int, Path], rows: dict[int, dict[str, Any]], problems: Problems
+) -> None:
     """Row offsets inside the data files, and the checks that span episodes: contiguous global indices,
     consecutive episodes per data file, no two spans overlapping in one video file."""
     total = 0

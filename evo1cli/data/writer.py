@@ -2,16 +2,18 @@
 
 An episode is recorded into a hidden staging directory (`.evo1-staging/`): videos are encoded while the
 frames arrive, the parquet table and the episode stats are written at `commit()`. Committing then
-  1. puts the episode's parquet and mp4 files in place, each with one os.replace (each appears whole):
+  1. puts the episode's parquet and mp4 files in place, each with one os.replace (each appears whole;
+     the dataset's `Layout.place_files`):
      v2.1: the episode's own files are moved to their final paths;
      v3.0: the last data file and each camera's last mp4 are rewritten in staging, their committed rows
      and packets followed by the new episode's (remuxed, not re-encoded), and replace the old ones; past
      the size limits in info.json the episode starts new files instead, as LeRobot does;
   2. rewrites the episode and task metadata (each file atomically), and
   3. rewrites info.json last: the commit point. Until it lands, readers ignore the new episode.
+     (2 and 3 are the dataset's `Layout.write_meta`.)
 A process killed at any moment (kill -9 included) therefore leaves a dataset whose committed episodes
 are intact (a v3.0 file may hold the unfinished episode's rows or frames past the committed ones, which
-readers ignore); the next writer removes the leftovers and appends after the last committed episode.
+readers ignore); the next writer removes the leftovers (`Layout.recover`) and appends after the last committed episode.
 """
 
 from __future__ import annotations
