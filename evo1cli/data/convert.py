@@ -34,6 +34,7 @@ from evo1cli.data.types import (
     DATA_FILE_MB,
     EVO1_PADDING_PATH,
     EVO1_STATS_PATH,
+    INFO_PATH,
     VIDEO_FILE_MB,
     DatasetMeta,
     Episode,
@@ -50,13 +51,11 @@ def convert_dataset(
     source: str | Path, out: str | Path, to: str, progress: Callable[[int, int], None] | None = None
 ) -> DatasetMeta:
     """Write `source` in layout `to` (v2.1 or v3.0) as the new directory `out`, which appears whole or not at all."""
-    layout_for(to, field="--to")
+    layout = layout_for(to, field="--to")
     meta = load_meta(source)
     out = Path(out)
-    if meta.version == to:
-        raise Evo1Error(
-            f"is already a LeRobot {to} dataset", path=meta.root / "meta/info.json", field="codebase_version"
-        )
+    if meta.layout is layout:
+        raise Evo1Error(f"is already a LeRobot {to} dataset", path=meta.root / INFO_PATH, field="codebase_version")
     if out.exists():
         raise Evo1Error("already exists; choose a new directory", path=out)
     with atomic_directory(out) as staging:

@@ -230,6 +230,10 @@ class Layout(ABC):
     place_names: tuple[str, str]  # the path templates' placeholders of (chunk, file)
     vector_type: str  # the `datasets` feature type of a vector column in its parquet schema
 
+    def __reduce__(self) -> str:
+        """Each layout is its module's one `LAYOUT`: pickled by reference, so `is` holds in DataLoader workers."""
+        return "LAYOUT"
+
     def places(self, chunk: int, file: int) -> dict[str, int]:
         """The placeholders of a data or video path template for file (chunk, file)."""
         return dict(zip(self.place_names, (chunk, file), strict=True))

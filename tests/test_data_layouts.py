@@ -1,10 +1,17 @@
-"""evo1cli.data's modules import each other without a cycle, types.py at the bottom, and only format.py picks a
-dataset layout (it alone imports v21.py and v30.py)."""
+"""The dataset layouts as adapters: evo1cli.data's modules import each other without a cycle, types.py at the
+bottom; only format.py picks a layout (it alone imports v21.py and v30.py), and a layout survives pickling."""
 
 from __future__ import annotations
 
 import ast
+import pickle
 from pathlib import Path
+
+import pytest
+
+from evo1cli.data import v21, v30
+from evo1cli.data.format import LAYOUTS, layout_for
+from evo1cli.errors import Evo1Error
 
 DATA = Path(__file__).resolve().parent.parent / "evo1cli" / "data"
 
@@ -66,3 +73,21 @@ def test_types_is_the_bottom_and_only_format_chooses_a_layout():
     graph = data_imports()
     assert graph["types"] == set()
     assert {m for m, targets in graph.items() if targets & {"v21", "v30"}} == {"format"}
+
+
+def test_a_version_picks_its_layout_and_evo1_writes_v21_by_default():
+    assert set(LAYOUTS) == {"v2.1", "v3.0"}
+    assert layout_for("v2.1") is v21.LAYOUT and layout_for("v3.0") is v30.LAYOUT and layout_for(None) is v21.LAYOUT
+    with pytest.raises(Evo1Error) as err:
+        layout_for("v2.0", field="--to")
+    assert err.value.field == "--to" and "v2.1, v3.0" in err.value.message
+
+
+@pytest.mark.parametrize("version", ["v2.1", "v3.0"])
+def test_a_dataset_keeps_its_layout_object_through_pickling(tmp_path, version):
+    """A DataLoader pickles the metadata for its workers: `meta.layout is layout` must still hold there."""
+    from conftest import make_dataset
+
+    meta = pickle.loads(pickle.dumps(make_dataset(tmp_path / "ds", lengths=(3,), version=version)))
+    assert meta.layout is layout_for(version) and meta.version == version
+    assert meta.data_file(0).is_file()
