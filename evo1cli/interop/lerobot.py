@@ -27,10 +27,11 @@ from safetensors.torch import save_file
 
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import read_json
-from evo1cli.interop.foreign import Foreign, weight_dims
+from evo1cli.interop.foreign import CheckpointFormat, ExportOptions, Foreign, weight_dims
 from evo1cli.model.checkpoint import read_weights
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import ACTION, DEFAULT_DATASET, STATE, FeatureStats, NormStats, StatsTable
+from evo1cli.model.policy import Evo1Policy
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -69,7 +70,7 @@ def _rename(name: str, forward: bool) -> str:
         src, dst = (theirs, ours) if forward else (ours, theirs)
         if name.startswith(src):
             return dst + name[len(src) :]
-    raise Evo1Error(f"unexpected tensor {name} (not part of LeRobot's Evo-1 layout)")
+    raise Evo1Error(f"unexpected tensor {name} (not part of LeRobot's Evo-1 format)")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -329,3 +330,46 @@ def write_lerobot(
         for step in processor["steps"]:
             if "state_file" in step:
                 save_file(tensors, out / step["state_file"])
+
+
+def _cameras(config: Evo1Config, options: ExportOptions) -> tuple[list[str], str | None]:
+    """The camera features to write, in view-slot order, and the warning when their names are unknown."""
+    cameras, warning = options.cameras, None
+    if not cameras:
+        cameras = [f"{IMAGES}view{i + 1}" for i in range(config.num_views)]
+        warning = f"camera names unknown: wrote {', '.join(cameras)} (LeRobot requires all); --cameras names them"
+    cameras = [c if c.startswith(IMAGES) else IMAGES + c for c in cameras]
+    if len(cameras) > config.num_views:
+        raise Evo1Error(f"{len(cameras)} cameras for {config.num_views} view slots", field="--cameras")
+    return cameras, warning
+
+
+class LeRobotFormat(CheckpointFormat):
+    name = "lerobot"
+    title = "LeRobot's pretrained_model"
+    writable = True
+
+    def detect(self, directory: Path) -> bool:
+        return is_lerobot_checkpoint(directory)
+
+    def read(self, directory: Path) -> Foreign:
+        return read_lerobot(directory)
+
+    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+        check_expressible(policy.config)
+        out = limitations(policy.config, policy.stats.get(options.embodiment, options.dataset))
+        _, warning = _cameras(policy.config, options)
+        return out + ([warning] if warning else [])
+
+    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+        stats = policy.stats.get(options.embodiment, options.dataset)
+        cameras, _ = _cameras(policy.config, options)
+        vlm = options.vlm_name or str(out.resolve() / "vlm")
+        write_lerobot(policy.state_dict(), policy.config, stats, cameras, vlm, staging)
+        if options.vlm_name is None:  # LeRobot loads a whole VLM (weights too) before model.safetensors overwrites it
+            backbone = policy.backbone
+            backbone.model.config.image_seq_length = backbone.tokens_per_image
+            backbone.save_pretrained(staging / "vlm", weights=True)
+
+
+FORMAT = LeRobotFormat()
