@@ -89,27 +89,7 @@ def read_lerobot(directory: Path) -> Foreign:
     weights_path = directory / WEIGHTS_FILE
     weights = {_rename_at(k, weights_path): v for k, v in read_weights(weights_path).items()}
     dims = weight_dims(weights, weights_path)
-    mapping = cfg["normalization_mapping"] if isinstance(cfg["normalization_mapping"], dict) else {}
-    modes = {mapping.get("STATE"), mapping.get("ACTION")}
-    inverse = {v: k for k, v in _MODES.items()}
-    if len(modes) != 1 or next(iter(modes)) not in inverse:
-        why = f"STATE and ACTION must share one of {', '.join(inverse)}, got {sorted(map(str, modes))}"
-        raise Evo1Error(why, path=config_path, field="normalization_mapping")
-    normalization = inverse[next(iter(modes))]
-    size = cfg["image_resolution"]
-    if dims["image_size"] != (size[0] if isinstance(size, list) else size):
-        raise Evo1Error(f"is {size} but the vision weights are for {dims['image_size']} px", path=config_path)
-    config = Evo1Config(
-        backbone="internvl3-1b",
-        num_views=cfg["max_views"],
-        num_heads=cfg["num_heads"],
-        dropout=float(cfg["dropout"]),
-        num_inference_steps=cfg["num_inference_timesteps"],
-        time_index_scale=999,
-        normalization=normalization,
-        normalization_clamp=False,  # LeRobot's MIN_MAX does not clip
-        **dims,
-    )
+    config = _config(cfg, dims, config_path)
     state_dim, action_dim = _native_dims(raw, config_path)
     stats = StatsTable()
     state = _stats(directory, PREPROCESSOR, "normalizer_processor", STATE, state_dim)
@@ -122,7 +102,7 @@ def read_lerobot(directory: Path) -> Foreign:
     ]  # fmt: skip
     notes = [
         f"conventions of LeRobot: {config.num_inference_steps} Euler steps, time index floor(t * 999), "
-        f"{normalization} normalisation without clipping",
+        f"{config.normalization} normalisation without clipping",
         f"view slots in LeRobot's camera order: {', '.join(cameras) or 'none'}",
     ]
     if cfg.get("binarize_gripper"):
@@ -131,6 +111,31 @@ def read_lerobot(directory: Path) -> Foreign:
         notes.append(f"LeRobot cropped actions to {cfg['postprocess_action_dim']} dims; evo1 returns {action_dim}")
     vlm = _vlm_source(str(cfg["vlm_model_name"]), directory)
     return Foreign("LeRobot's pretrained_model", config, stats, weights, vlm, notes, {"cameras": cameras})
+
+
+def _config(cfg: dict[str, Any], dims: dict[str, int], config_path: Path) -> Evo1Config:
+    """evo1's config of a LeRobot config (defaults filled in) and the dimensions its weights determine."""
+    mapping = cfg["normalization_mapping"] if isinstance(cfg["normalization_mapping"], dict) else {}
+    modes = {mapping.get("STATE"), mapping.get("ACTION")}
+    inverse = {v: k for k, v in _MODES.items()}
+    if len(modes) != 1 or next(iter(modes)) not in inverse:
+        why = f"STATE and ACTION must share one of {', '.join(inverse)}, got {sorted(map(str, modes))}"
+        raise Evo1Error(why, path=config_path, field="normalization_mapping")
+    normalization = inverse[next(iter(modes))]
+    size = cfg["image_resolution"]
+    if dims["image_size"] != (size[0] if isinstance(size, list) else size):
+        raise Evo1Error(f"is {size} but the vision weights are for {dims['image_size']} px", path=config_path)
+    return Evo1Config(
+        backbone="internvl3-1b",
+        num_views=cfg["max_views"],
+        num_heads=cfg["num_heads"],
+        dropout=float(cfg["dropout"]),
+        num_inference_steps=cfg["num_inference_timesteps"],
+        time_index_scale=999,
+        normalization=normalization,
+        normalization_clamp=False,  # LeRobot's MIN_MAX does not clip
+        **dims,
+    )
 
 
 def _rename_at(name: str, path: Path) -> str:
