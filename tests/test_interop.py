@@ -22,8 +22,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from evo1cli.errors import Evo1Error
-from evo1cli.interop import authors
+from evo1cli.interop import authors, lerobot
 from evo1cli.interop.convert import export_checkpoint, import_checkpoint, import_record
+from evo1cli.interop.formats import EVO1, detect, export_format
 from evo1cli.interop.resolve import resolve_checkpoint
 from evo1cli.interop.verify import verify_checkpoint
 from evo1cli.model.action_head import sinusoid_table
@@ -251,6 +252,18 @@ def test_lerobot_export_says_what_lerobot_cannot_express(tmp_path, tiny_config):
     with pytest.raises(Evo1Error, match="ff_dim: is 256; LeRobot's Evo-1 fixes it to 4 x embed_dim = 512"):
         export_checkpoint(tmp_path / "ff", "lerobot", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+# ---------------------------------------------------------------------------------------------- format registry
+def test_each_format_is_detected_by_its_adapter(lerobot_ckpt):
+    assert detect(AUTHORS / "checkpoint") == (authors.FORMAT, AUTHORS / "checkpoint")
+    assert detect(LEROBOT) == (lerobot.FORMAT, LEROBOT / "pretrained_model")  # its only checkpoint subdirectory
+    assert detect(lerobot_ckpt) == (EVO1, lerobot_ckpt)
+    with pytest.raises(Evo1Error, match="nothing to import"):
+        import_checkpoint(lerobot_ckpt, lerobot_ckpt.parent / "again")
+    assert export_format("authors") is authors.FORMAT
+    with pytest.raises(Evo1Error, match=r"^--to: must be one of lerobot, authors, got 'evo1'$"):
+        export_format("evo1")
 
 
 # ---------------------------------------------------------------------------------------------- bad input

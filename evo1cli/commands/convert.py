@@ -1,4 +1,4 @@
-"""`evo1 import` and `evo1 export`: checkpoints from and to the authors' release layout and LeRobot."""
+"""`evo1 import` and `evo1 export`: checkpoints from and to the authors' release format and LeRobot."""
 
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ def import_(
     result = import_checkpoint(directory, out, backbone=backbone, dtype=storage_dtype(dtype), force=force, origin=name)
     if as_json:
         print_json(
-            {"out": str(out), "source": name, "layout": result.layout, "backbone": result.backbone,
+            {"out": str(out), "source": name, "layout": result.format, "backbone": result.backbone,
              "notes": result.notes, "verify": result.report.to_dict()}
         )  # fmt: skip
         return
-    console.print(f"wrote {out} from {name} ({result.layout}; backbone architecture from {result.backbone})")
+    console.print(f"wrote {out} from {name} ({result.format}; backbone architecture from {result.backbone})")
     for note in result.notes:
         console.print(f"  {note}")
     if result.report.ok:
@@ -68,7 +68,7 @@ def export(
     dataset: str | None = typer.Option(None, "--dataset-key", help="lerobot: stats key: dataset."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
-    """Export a checkpoint to LeRobot's pretrained_model/ layout or the authors' release layout.
+    """Export a checkpoint to LeRobot's pretrained_model/ format or the authors' release format.
 
     What the target cannot express of the checkpoint is printed, one line each.
 
@@ -88,6 +88,6 @@ def export(
     if as_json:
         print_json({"out": str(out), "to": to, "warnings": warnings})
         return
-    console.print(f"wrote {out} ({to} layout)")
+    console.print(f"wrote {out} ({to} format)")
     for warning in warnings:
         console.print(f"  [yellow]warning[/] {warning}")

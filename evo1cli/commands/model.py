@@ -12,6 +12,7 @@ from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir, storag
 from evo1cli.commands.output import console, print_json
 from evo1cli.commands.placement import choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
+from evo1cli.interop import MAX_ABS
 
 if TYPE_CHECKING:  # torch and the model core load inside the commands, so that --help is instant
     import numpy as np
@@ -181,7 +182,7 @@ def predict(
 @app.command("verify")
 def verify(
     checkpoint: Path = typer.Argument(..., help=CHECKPOINT_HELP),
-    max_abs: float = typer.Option(1e4, "--max-abs", help="Largest |weight| accepted as sane."),
+    max_abs: float = typer.Option(MAX_ABS, "--max-abs", help="Largest |weight| accepted as sane."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
 ) -> None:
     """Check a checkpoint: tensor names, shapes and dtypes against its config, NaN/inf, magnitudes, stats,

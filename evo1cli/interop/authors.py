@@ -1,4 +1,4 @@
-"""The Evo-1 authors' checkpoint layout (github.com/MINT-SJTU/Evo-1), read and written.
+"""The Evo-1 authors' checkpoint format (github.com/MINT-SJTU/Evo-1), read and written: `FORMAT`.
 
 A release or training tag directory holds
     mp_rank_00_model_states.pt   DeepSpeed model states: the full state dict under `module` (bf16)
@@ -30,9 +30,10 @@ import torch
 
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import read_json
-from evo1cli.interop.foreign import Foreign, safe_torch_load, weight_dims
+from evo1cli.interop.foreign import CheckpointFormat, ExportOptions, Foreign, safe_torch_load, weight_dims
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import DEFAULT_DATASET, StatsTable
+from evo1cli.model.policy import Evo1Policy
 
 DEEPSPEED_FILE = "mp_rank_00_model_states.pt"
 TORCH_FILE = "checkpoint.pt"
@@ -95,7 +96,7 @@ def map_name(name: str, forward: bool) -> str:
                 rest = _rename(rest, _VISION, forward)
             if rest is not None:
                 return dst + rest
-    where = "the authors' Evo-1 layout" if forward else "evo1's layout"
+    where = "the authors' Evo-1 format" if forward else "evo1's format"
     raise Evo1Error(f"unexpected tensor {name} (not part of {where})")
 
 
@@ -207,8 +208,8 @@ def read_authors(directory: Path) -> Foreign:
 
     weights = to_evo1_weights(module, path)
     config, notes = _config(args, weights, config_path, path)
-    layout = "the authors' DeepSpeed model states" if kind == "deepspeed" else "the authors' checkpoint.pt"
-    return Foreign(layout, config, stats, weights, backbone=None, notes=notes)
+    described = "the authors' DeepSpeed model states" if kind == "deepspeed" else "the authors' checkpoint.pt"
+    return Foreign(described, config, stats, weights, backbone=None, notes=notes)
 
 
 def _config(
@@ -311,3 +312,24 @@ def write_authors(state: dict[str, torch.Tensor], config: Evo1Config, stats: Sta
     (out / STATS_FILE).write_text(json.dumps(authors_stats(stats), indent=2) + "\n")
     pointer = {"type": "ds_model", "version": 0.0, "checkpoints": DEEPSPEED_FILE}
     (out / POINTER_FILE).write_text(json.dumps(pointer, indent=2) + "\n")
+
+
+class AuthorsFormat(CheckpointFormat):
+    name = "authors"
+    title = "the authors' release"
+    writable = True
+
+    def detect(self, directory: Path) -> bool:
+        return is_authors_checkpoint(directory)
+
+    def read(self, directory: Path) -> Foreign:
+        return read_authors(directory)
+
+    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+        return limitations(policy.config, policy.stats, policy.backbone.model.config)
+
+    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+        write_authors(policy.state_dict(), policy.config, policy.stats, staging)
+
+
+FORMAT = AuthorsFormat()

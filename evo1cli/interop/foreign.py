@@ -1,5 +1,6 @@
-"""A foreign checkpoint read into evo1's terms, and what every reader needs: safe file loading and the
-dimensions that the weights' shapes determine."""
+"""What every checkpoint format shares: the adapter interface (`CheckpointFormat`), a foreign checkpoint read
+into evo1's terms (`Foreign`), the options of an export, safe file loading and the dimensions that the weights'
+shapes determine."""
 
 from __future__ import annotations
 
@@ -15,19 +16,58 @@ import torch
 from evo1cli.errors import Evo1Error
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import StatsTable
+from evo1cli.model.policy import Evo1Policy
 
 
 @dataclass
 class Foreign:
     """What an importer read: nothing is written yet."""
 
-    layout: str  # in words, e.g. "authors' DeepSpeed model states"
+    format: str  # the source's format in words, e.g. "the authors' DeepSpeed model states"
     config: Evo1Config
     stats: StatsTable
     weights: dict[str, torch.Tensor]  # evo1's names
     backbone: str | None  # where the backbone's architecture and tokenizer come from (None: the default)
     notes: list[str] = field(default_factory=list)  # conventions chosen, settings not carried
     extra: dict[str, Any] = field(default_factory=dict)  # provenance kept in import.json
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export may be told beyond the checkpoint; a format ignores what it has no place for."""
+
+    cameras: list[str] | None = None  # camera names in view-slot order (None: unknown)
+    vlm_name: str | None = None  # the VLM a LeRobot config names, instead of a vlm/ folder written beside it
+    embodiment: str | None = None  # the stats key, for a format that holds one
+    dataset: str | None = None
+
+
+class CheckpointFormat:
+    """One checkpoint format: how to recognise it, read it and (where it can be written) write it.
+
+    The registry (`formats.FORMATS`) holds one instance of each; nothing outside the adapters branches on
+    a format's name.
+    """
+
+    name: str  # how the command line names it (`--to`)
+    title: str  # in words, in messages
+    writable: bool = False  # whether `evo1 export` can write it
+
+    def detect(self, directory: Path) -> bool:
+        """Whether `directory` holds a checkpoint in this format (cheap: file names, at most a small JSON)."""
+        raise NotImplementedError
+
+    def read(self, directory: Path) -> Foreign:
+        """The checkpoint in `directory`, in evo1's names and terms."""
+        raise NotImplementedError
+
+    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+        """What this format loses of `policy`, one line each; raises `Evo1Error` for what it cannot hold at all."""
+        raise NotImplementedError
+
+    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+        """The files of `policy` in this format into `staging`, which is renamed to `out` once complete."""
+        raise NotImplementedError
 
 
 def _first_line(err: BaseException) -> str:

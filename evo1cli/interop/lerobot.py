@@ -28,10 +28,11 @@ from safetensors.torch import save_file
 from evo1cli.errors import Evo1Error
 from evo1cli.features import IMAGE_PREFIX
 from evo1cli.fileio import read_json
-from evo1cli.interop.foreign import Foreign, weight_dims
+from evo1cli.interop.foreign import CheckpointFormat, ExportOptions, Foreign, weight_dims
 from evo1cli.model.checkpoint import read_weights
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import ACTION, DEFAULT_DATASET, STATE, FeatureStats, NormStats, StatsTable
+from evo1cli.model.policy import Evo1Policy
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -69,7 +70,7 @@ def _rename(name: str, forward: bool) -> str:
         src, dst = (theirs, ours) if forward else (ours, theirs)
         if name.startswith(src):
             return dst + name[len(src) :]
-    raise Evo1Error(f"unexpected tensor {name} (not part of LeRobot's Evo-1 layout)")
+    raise Evo1Error(f"unexpected tensor {name} (not part of LeRobot's Evo-1 format)")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -88,27 +89,7 @@ def read_lerobot(directory: Path) -> Foreign:
     weights_path = directory / WEIGHTS_FILE
     weights = {_rename_at(k, weights_path): v for k, v in read_weights(weights_path).items()}
     dims = weight_dims(weights, weights_path)
-    mapping = cfg["normalization_mapping"] if isinstance(cfg["normalization_mapping"], dict) else {}
-    modes = {mapping.get("STATE"), mapping.get("ACTION")}
-    inverse = {v: k for k, v in _MODES.items()}
-    if len(modes) != 1 or next(iter(modes)) not in inverse:
-        why = f"STATE and ACTION must share one of {', '.join(inverse)}, got {sorted(map(str, modes))}"
-        raise Evo1Error(why, path=config_path, field="normalization_mapping")
-    normalization = inverse[next(iter(modes))]
-    size = cfg["image_resolution"]
-    if dims["image_size"] != (size[0] if isinstance(size, list) else size):
-        raise Evo1Error(f"is {size} but the vision weights are for {dims['image_size']} px", path=config_path)
-    config = Evo1Config(
-        backbone="internvl3-1b",
-        num_views=cfg["max_views"],
-        num_heads=cfg["num_heads"],
-        dropout=float(cfg["dropout"]),
-        num_inference_steps=cfg["num_inference_timesteps"],
-        time_index_scale=999,
-        normalization=normalization,
-        normalization_clamp=False,  # LeRobot's MIN_MAX does not clip
-        **dims,
-    )
+    config = _config(cfg, dims, config_path)
     state_dim, action_dim = _native_dims(raw, config_path)
     stats = StatsTable()
     state = _stats(directory, PREPROCESSOR, "normalizer_processor", STATE, state_dim)
@@ -121,7 +102,7 @@ def read_lerobot(directory: Path) -> Foreign:
     ]  # fmt: skip
     notes = [
         f"conventions of LeRobot: {config.num_inference_steps} Euler steps, time index floor(t * 999), "
-        f"{normalization} normalisation without clipping",
+        f"{config.normalization} normalisation without clipping",
         f"view slots in LeRobot's camera order: {', '.join(cameras) or 'none'}",
     ]
     if cfg.get("binarize_gripper"):
@@ -130,6 +111,31 @@ def read_lerobot(directory: Path) -> Foreign:
         notes.append(f"LeRobot cropped actions to {cfg['postprocess_action_dim']} dims; evo1 returns {action_dim}")
     vlm = _vlm_source(str(cfg["vlm_model_name"]), directory)
     return Foreign("LeRobot's pretrained_model", config, stats, weights, vlm, notes, {"cameras": cameras})
+
+
+def _config(cfg: dict[str, Any], dims: dict[str, int], config_path: Path) -> Evo1Config:
+    """evo1's config of a LeRobot config (defaults filled in) and the dimensions its weights determine."""
+    mapping = cfg["normalization_mapping"] if isinstance(cfg["normalization_mapping"], dict) else {}
+    modes = {mapping.get("STATE"), mapping.get("ACTION")}
+    inverse = {v: k for k, v in _MODES.items()}
+    if len(modes) != 1 or next(iter(modes)) not in inverse:
+        why = f"STATE and ACTION must share one of {', '.join(inverse)}, got {sorted(map(str, modes))}"
+        raise Evo1Error(why, path=config_path, field="normalization_mapping")
+    normalization = inverse[next(iter(modes))]
+    size = cfg["image_resolution"]
+    if dims["image_size"] != (size[0] if isinstance(size, list) else size):
+        raise Evo1Error(f"is {size} but the vision weights are for {dims['image_size']} px", path=config_path)
+    return Evo1Config(
+        backbone="internvl3-1b",
+        num_views=cfg["max_views"],
+        num_heads=cfg["num_heads"],
+        dropout=float(cfg["dropout"]),
+        num_inference_steps=cfg["num_inference_timesteps"],
+        time_index_scale=999,
+        normalization=normalization,
+        normalization_clamp=False,  # LeRobot's MIN_MAX does not clip
+        **dims,
+    )
 
 
 def _rename_at(name: str, path: Path) -> str:
@@ -329,3 +335,46 @@ def write_lerobot(
         for step in processor["steps"]:
             if "state_file" in step:
                 save_file(tensors, out / step["state_file"])
+
+
+def _cameras(config: Evo1Config, options: ExportOptions) -> tuple[list[str], str | None]:
+    """The camera features to write, in view-slot order, and the warning when their names are unknown."""
+    cameras, warning = options.cameras, None
+    if not cameras:
+        cameras = [f"{IMAGE_PREFIX}view{i + 1}" for i in range(config.num_views)]
+        warning = f"camera names unknown: wrote {', '.join(cameras)} (LeRobot requires all); --cameras names them"
+    cameras = [c if c.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + c for c in cameras]
+    if len(cameras) > config.num_views:
+        raise Evo1Error(f"{len(cameras)} cameras for {config.num_views} view slots", field="--cameras")
+    return cameras, warning
+
+
+class LeRobotFormat(CheckpointFormat):
+    name = "lerobot"
+    title = "LeRobot's pretrained_model"
+    writable = True
+
+    def detect(self, directory: Path) -> bool:
+        return is_lerobot_checkpoint(directory)
+
+    def read(self, directory: Path) -> Foreign:
+        return read_lerobot(directory)
+
+    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+        check_expressible(policy.config)
+        out = limitations(policy.config, policy.stats.get(options.embodiment, options.dataset))
+        _, warning = _cameras(policy.config, options)
+        return out + ([warning] if warning else [])
+
+    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+        stats = policy.stats.get(options.embodiment, options.dataset)
+        cameras, _ = _cameras(policy.config, options)
+        vlm = options.vlm_name or str(out.resolve() / "vlm")
+        write_lerobot(policy.state_dict(), policy.config, stats, cameras, vlm, staging)
+        if options.vlm_name is None:  # LeRobot loads a whole VLM (weights too) before model.safetensors overwrites it
+            backbone = policy.backbone
+            backbone.model.config.image_seq_length = backbone.tokens_per_image
+            backbone.save_pretrained(staging / "vlm", weights=True)
+
+
+FORMAT = LeRobotFormat()

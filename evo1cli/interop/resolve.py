@@ -23,7 +23,8 @@ from pathlib import Path
 
 from evo1cli import __version__
 from evo1cli.errors import Evo1Error
-from evo1cli.interop.convert import detect, import_checkpoint, is_evo1_checkpoint
+from evo1cli.interop.convert import import_checkpoint
+from evo1cli.interop.formats import EVO1, detect
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SKIPPED_FILES = ["*optim_states.pt", "zero_pp_rank_*", "*.pth.tar", "events.out.*"]  # optimizer and logs
@@ -90,15 +91,15 @@ def resolve_checkpoint(
     `notify` hears one line when an import happens (where the imported copy lives).
     """
     directory, name = locate(source)
-    kind, root = detect(directory)
-    if kind == "evo1":
+    source_format, root = detect(directory)
+    if source_format is EVO1:
         return root
     label = name if not Path(name).expanduser().exists() else "-".join(root.resolve().parts[-2:])  # hub id or dir
     slug = re.sub(r"[^\w.-]+", "-", label).strip("-")[-60:] or "checkpoint"
     target = cache_root() / "imports" / f"{slug}-{_fingerprint(root, backbone)}"
     with _locked(target.with_name(target.name + ".lock")):
-        if not is_evo1_checkpoint(target):
+        if not EVO1.detect(target):
             result = import_checkpoint(root, target, backbone=backbone, origin=name)
             if notify is not None:
-                notify(f"imported {name} ({result.layout}) into {target}")
+                notify(f"imported {name} ({result.format}) into {target}")
     return target

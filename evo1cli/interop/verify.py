@@ -21,18 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import init_empty_weights
 from safetensors import SafetensorError, safe_open
 
 from evo1cli.errors import Evo1Error
-from evo1cli.model.action_head import ActionHead
-from evo1cli.model.backbone import Evo1Backbone
-from evo1cli.model.checkpoint import BACKBONE_DIR, CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, load_policy
+from evo1cli.interop import MAX_ABS
+from evo1cli.model.checkpoint import BACKBONE_DIR, CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, load_policy, policy_skeleton
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import StatsTable
 from evo1cli.model.policy import Evo1Policy, Observation
 
-MAX_ABS = 1e4  # no weight of a trained Evo-1 comes near this; the broken LIBERO release holds ~1e37
 SHOWN = 3  # offending tensors named per check
 
 
@@ -124,9 +121,7 @@ def _check_stats(directory: Path, config: Evo1Config, report: Report) -> bool:
 
 
 def _expected_shapes(directory: Path, config: Evo1Config) -> dict[str, tuple[int, ...]]:
-    with init_empty_weights(include_buffers=False):
-        backbone = Evo1Backbone.from_architecture(directory / BACKBONE_DIR, config)
-        skeleton = Evo1Policy(config, backbone, ActionHead(config), StatsTable())
+    skeleton = policy_skeleton(config, directory / BACKBONE_DIR)
     return {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
 
 

@@ -65,14 +65,21 @@ def load_policy(
         config = config.replace(attn_implementation=attn_implementation)
     stats = StatsTable.load(directory / STATS_FILE)
     weights = read_weights(directory / WEIGHTS_FILE)
-    with init_empty_weights(include_buffers=False):
-        backbone = Evo1Backbone.from_architecture(directory / BACKBONE_DIR, config)
-        policy = Evo1Policy(config, backbone, ActionHead(config), stats)
+    policy = policy_skeleton(config, directory / BACKBONE_DIR, stats)
     check_state_dict(policy, weights, directory / WEIGHTS_FILE)
     policy.load_state_dict(weights, strict=True, assign=True)
     if dtype is not None:
         policy.to(dtype)
     return policy.to(device).eval()
+
+
+def policy_skeleton(config: Evo1Config, architecture: str | Path, stats: StatsTable | None = None) -> Evo1Policy:
+    """The policy `config` describes, its backbone's architecture and tokenizer from `architecture` (a checkpoint's
+    backbone/ folder, a model directory or a hub id), every parameter on the meta device until weights are
+    assigned (`load_state_dict(..., assign=True)`): nothing is allocated or randomly initialised."""
+    with init_empty_weights(include_buffers=False):
+        backbone = Evo1Backbone.from_architecture(architecture, config)
+        return Evo1Policy(config, backbone, ActionHead(config), stats if stats is not None else StatsTable())
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
