@@ -46,7 +46,6 @@ from evo1cli.model.config import NORMALIZATIONS, Evo1Config
 from evo1cli.yamlconfig import YamlReader, apply_overrides, read_yaml, show
 
 PRECISIONS = ("auto", "bf16", "fp32")
-STAGES = ("stage1", "stage2")
 
 
 @dataclass(frozen=True)
