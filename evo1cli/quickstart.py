@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from evo1cli.bench.evaluate import eval_info, evaluate
-from evo1cli.bench.harness import EpisodeRecord, RunSpec
+from evo1cli.bench.harness import EpisodeRecord
 from evo1cli.bench.metaworld import PROTOCOL
 from evo1cli.bench.report import write_report
 from evo1cli.collect.metaworld import collect
@@ -184,12 +184,11 @@ def quickstart(
     policy = LocalPolicy.load(checkpoint, choose_placement("auto", "float32"), group.embodiment, group.dataset)
 
     def run(phase: str, names: list[str], prompts: dict[str, str] | None) -> tuple[list[EpisodeRecord], dict, dict]:
-        options: dict[str, Any] = {"variations": plan.variations, "fast_render": True}
-        if prompts:
-            options["prompts"] = prompts
         video_dir = str(out / phase / "videos") if videos else None
-        spec = RunSpec("metaworld", eval_episodes, PROTOCOL.seed, PROTOCOL.action_steps, policy.image_size, videos,
-                       PROTOCOL.max_steps, video_dir, options)  # fmt: skip
+        spec = PROTOCOL.replace(
+            episodes=eval_episodes, image_size=policy.image_size, videos=videos, video_dir=video_dir,
+            variations=plan.variations, fast_render=True, **({"prompts": prompts} if prompts else {}),
+        )  # fmt: skip
         counter = [0]
 
         def on_episode(record: EpisodeRecord) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evo1cli.bench.evaluate import evaluate, summarize
-from evo1cli.bench.harness import EpisodeRecord, RunSpec, run_benchmark, write_mp4
+from evo1cli.bench.harness import BenchProtocol, EpisodeRecord, run_benchmark, write_mp4
 from evo1cli.bench.report import write_report
 
 STEPS_TO_SOLVE = {"a": 7, "b": 1000}  # task "a" is solved after 7 steps; "b" never
@@ -58,7 +58,7 @@ def spec(**changes):
     values = dict(suite="test", episodes=2, seed=10, action_steps=3, image_size=8, videos=0, max_steps=20,
                   video_dir=None)  # fmt: skip
     values.update(changes)
-    return RunSpec(**values)
+    return BenchProtocol(**values)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
