@@ -54,7 +54,7 @@ SAME_SCENE = {
 
 
 @dataclass(frozen=True)
-class Plan:
+class QuickstartPlan:
     """What a quickstart does, read from its recipe (and the command's options)."""
 
     recipe: Recipe  # output and dataset path as asked
@@ -99,7 +99,7 @@ def plan(
     data: Path | None = None,
     episodes: int | None = None,
     eval_episodes: int | None = None,
-) -> Plan:
+) -> QuickstartPlan:
     """The recipe's plan; `out`, `data`, `episodes` (demonstrations) and `eval_episodes` replace its own."""
     recipe = load_recipe(recipe_path, overrides, check_paths=False)
     if len(recipe.data.groups) != 1:
@@ -114,7 +114,7 @@ def plan(
             raise Evo1Error("missing: demonstrations per task (collect: {episodes: N})", path=recipe_path,
                             field="collect")  # fmt: skip
         episodes = recipe.collect.episodes
-    return Plan(recipe, data, tasks, episodes, protocol)
+    return QuickstartPlan(recipe, data, tasks, episodes, protocol)
 
 
 def evaluation_protocol(recipe: Recipe, episodes: int | None = None) -> tuple[list[str], BenchProtocol]:
