@@ -70,9 +70,9 @@ def authors_loop(tasks: list[str], episodes: int, max_steps: int, policy, image_
 
 def harness(tasks: list[str], episodes: int, max_steps: int, policy, image_size: int, workers: int) -> int:
     from evo1cli.bench.evaluate import evaluate
-    from evo1cli.bench.harness import RunSpec
+    from evo1cli.bench.harness import BenchProtocol
 
-    spec = RunSpec("metaworld", episodes, SEED, ACTION_STEPS, image_size, 0, max_steps, None,
+    spec = BenchProtocol("metaworld", episodes, SEED, ACTION_STEPS, image_size, 0, max_steps, None,
                    {"variations": "per-seed"})  # fmt: skip
     records, _, _ = evaluate("metaworld", tasks, spec, policy, workers)
     return len(records)

@@ -1,17 +1,19 @@
 """The offline main job: collect a Meta-World dataset, train the tiny model, evaluate it in closed loop.
 
-Two suites (`SUITES`):
-    single  one task, button-press-topdown-v3: 40 demonstrations, `recipes/quickstart.yaml`, 20 episodes
-            on per-seed variations from seed 4042
-    mt10    the ten MT10 tasks in one language-conditioned policy: 15 demonstrations per task,
-            `recipes/mt10-tiny.yaml`, the authors' protocol (10 episodes per task on `MT50(4042)`'s variations,
-            400 steps, 15 actions per chunk), then the same-scene pairs (drawer-open/close,
-            window-open/close) asked each other's instruction
+A quickstart is a recipe that names its evaluation (`evaluation:`, an `evo1 bench` suite's tasks and
+protocol) and its demonstrations (`collect:`); `evo1 quickstart --suite NAME` picks one of `RECIPES`:
+    single  recipes/quickstart.yaml: button-press-topdown-v3, 40 demonstrations, 20 episodes on per-seed
+            variations from seed 4042
+    mt10    recipes/mt10-tiny.yaml: the ten MT10 tasks in one language-conditioned policy, 15 demonstrations
+            per task, the authors' protocol (10 episodes per task on `MT50(4042)`'s variations, 400 steps,
+            15 actions per chunk), then the same-scene pairs (drawer-open/close, window-open/close) asked
+            each other's instruction
 
-    1. collect   scripted-expert demonstrations, per task (appends until each task has enough)
-    2. train     both stages of the suite's recipe (resumes a run that was interrupted)
+    1. collect   scripted-expert demonstrations of the evaluation's tasks (appends until each has enough)
+    2. train     both stages of the recipe (resumes a run that was interrupted)
     3. evaluate  rollouts of the final checkpoint on seeds never used for collection
-    4. swap      (mt10) the swapped-instruction episodes: does the policy follow the words or the scene?
+    4. swap      the evaluated tasks whose same-scene partner is evaluated too, asked the partner's instruction:
+                 does the policy follow the words or the scene?
 
 Every phase is resumable: running it again skips what is done (evaluation is rerun).
 """
@@ -27,19 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from evo1cli.bench.evaluate import eval_info, evaluate
-from evo1cli.bench.harness import EpisodeRecord, RunSpec
-from evo1cli.bench.metaworld import PROTOCOL
+from evo1cli.bench.harness import BenchProtocol, EpisodeRecord
 from evo1cli.bench.report import write_report
+from evo1cli.bench.suites import get_suite
 from evo1cli.collect.metaworld import collect
 from evo1cli.data.format import load_meta
 from evo1cli.errors import Evo1Error
 from evo1cli.runtime.device import choose_placement
 from evo1cli.runtime.policy import LocalPolicy
-from evo1cli.sim.metaworld_tasks import MT10, PROMPTS
-from evo1cli.train.recipe import load_recipe
+from evo1cli.sim.metaworld_tasks import PROMPTS
+from evo1cli.train.recipe import Recipe, load_recipe
 from evo1cli.train.trainer import Listener, train
 
-TASK = "button-press-topdown-v3"
+RECIPES = {"single": "quickstart.yaml", "mt10": "mt10-tiny.yaml"}
+"""`evo1 quickstart --suite NAME` -> its recipe's file name in recipes/."""
+
 SAME_SCENE = {
     "drawer-open-v3": "drawer-close-v3",
     "drawer-close-v3": "drawer-open-v3",
@@ -50,28 +54,19 @@ SAME_SCENE = {
 
 
 @dataclass(frozen=True)
-class Suite:
-    """What `evo1 quickstart --suite NAME` runs unless told otherwise."""
+class QuickstartPlan:
+    """What a quickstart does, read from its recipe (and the command's options)."""
 
-    tasks: tuple[str, ...]
-    recipe: str  # file name in recipes/
-    out: Path
-    data: Path
-    episodes: int  # demonstrations per task
-    eval_episodes: int  # per task
-    variations: str  # the bench's variation scheme: "per-seed" or "authors"
-    swaps: dict[str, str] = field(default_factory=dict)  # task -> the task whose instruction the swap check asks
-
-
-SUITES = {
-    "single": Suite((TASK,), "quickstart.yaml", Path("runs/quickstart"), Path("data/quickstart"), 40, 20, "per-seed"),
-    "mt10": Suite(MT10, "mt10-tiny.yaml", Path("runs/mt10"), Path("data/mt10"), 15, 10, "authors", SAME_SCENE),
-}
+    recipe: Recipe  # output and dataset path as asked
+    data: Path  # the one dataset, collected into
+    tasks: list[str]
+    demonstrations: int  # per task
+    protocol: BenchProtocol  # the evaluation's, with its episodes per task
 
 
 @dataclass
 class QuickstartReport:
-    suite: str
+    name: str  # the --suite it ran (single, mt10)
     tasks: list[str]
     dataset: Path
     episodes: int
@@ -86,19 +81,63 @@ class QuickstartReport:
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time per phase, all processes
 
 
-def suite(name: str) -> Suite:
-    if name not in SUITES:
-        raise Evo1Error(f"must be one of {', '.join(SUITES)}, got {name!r}", field="--suite")
-    return SUITES[name]
-
-
 def default_recipe(name: str) -> Path:
-    """The suite's recipe: `recipes/<file>` here if it exists, else the copy in this checkout."""
-    local = Path("recipes") / suite(name).recipe
+    """`--suite NAME`'s recipe: `recipes/<file>` here if it exists, else the copy in this checkout."""
+    if name not in RECIPES:
+        raise Evo1Error(f"must be one of {', '.join(RECIPES)}, got {name!r}", field="--suite")
+    local = Path("recipes") / RECIPES[name]
     if local.is_file():
         return local
-    bundled = Path(__file__).resolve().parent.parent / "recipes" / suite(name).recipe
+    bundled = Path(__file__).resolve().parent.parent / "recipes" / RECIPES[name]
     return bundled if bundled.is_file() else local
+
+
+def plan(
+    recipe_path: Path,
+    overrides: list[str],
+    out: Path | None = None,
+    data: Path | None = None,
+    episodes: int | None = None,
+    eval_episodes: int | None = None,
+) -> QuickstartPlan:
+    """The recipe's plan; `out`, `data`, `episodes` (demonstrations) and `eval_episodes` replace its own."""
+    recipe = load_recipe(recipe_path, overrides, check_paths=False)
+    if len(recipe.data.groups) != 1:
+        raise Evo1Error("the quickstart trains on exactly one dataset", path=recipe_path, field="data.groups")
+    group = recipe.data.groups[0]
+    out, data = out or recipe.output, data or group.path
+    key = f"data.groups.{group.embodiment}.{group.dataset}.path"
+    recipe = load_recipe(recipe_path, [*overrides, f"output={out}", f"{key}={data}"], check_paths=False)
+    tasks, protocol = evaluation_protocol(recipe, eval_episodes)
+    if episodes is None:
+        if recipe.collect is None:
+            raise Evo1Error("missing: demonstrations per task (collect: {episodes: N})", path=recipe_path,
+                            field="collect")  # fmt: skip
+        episodes = recipe.collect.episodes
+    return QuickstartPlan(recipe, data, tasks, episodes, protocol)
+
+
+def evaluation_protocol(recipe: Recipe, episodes: int | None = None) -> tuple[list[str], BenchProtocol]:
+    """The tasks and protocol the recipe's `evaluation:` names (`episodes` per task, if given, replacing its own)."""
+    evaluation = recipe.evaluation
+    if evaluation is None:
+        raise Evo1Error("missing: the suite and tasks to collect and evaluate", path=recipe.source, field="evaluation")
+    if evaluation.suite != "metaworld":  # what the scripted experts collect
+        raise Evo1Error(f"the quickstart collects Meta-World: must be metaworld, got {evaluation.suite!r}",
+                        path=recipe.source, field="evaluation.suite")  # fmt: skip
+    suite = get_suite(evaluation.suite)
+    settings = {**evaluation.settings, **({} if episodes is None else {"episodes": episodes})}
+    try:
+        return suite.plan(evaluation.tasks or suite.command.tasks[0], settings)
+    except Evo1Error as err:
+        name = (err.field or "").lstrip("-").replace("-", "_")
+        where = "tasks" if name in ("", "task", "tasks") else name
+        raise Evo1Error(err.message, path=recipe.source, field=f"evaluation.{where}") from None
+
+
+def swaps(tasks: list[str]) -> dict[str, str]:
+    """The same-scene pairs among `tasks`: each task -> the partner whose instruction the swap check asks."""
+    return {task: other for task, other in SAME_SCENE.items() if task in tasks and other in tasks}
 
 
 def _cpu_seconds() -> float:
@@ -118,7 +157,7 @@ def episodes_per_task(data: Path) -> dict[str, int]:
     return counts
 
 
-def collect_suite(
+def collect_tasks(
     data: Path, tasks: list[str], episodes: int, image_size: int, progress: Callable[[str, int, int], None] | None
 ) -> None:
     """Append scripted-expert demonstrations until each task has `episodes` of them in `data`."""
@@ -137,13 +176,28 @@ def collect_suite(
             done += missing
 
 
+class _Clock:
+    """Wall and CPU seconds (all processes) of each phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        yield
+        self.seconds[name] = time.perf_counter() - start
+        self.cpu_seconds[name] = _cpu_seconds() - cpu_start
+
+
 def quickstart(
     recipe_path: Path,
-    out: Path,
-    data: Path,
-    episodes: int = 40,
-    eval_episodes: int = 20,
-    suite_name: str = "single",
+    name: str = "single",
+    out: Path | None = None,
+    data: Path | None = None,
+    episodes: int | None = None,
+    eval_episodes: int | None = None,
     overrides: list[str] | None = None,
     listener: Listener | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -151,30 +205,15 @@ def quickstart(
     videos: int = 0,
     swap: bool = True,
 ) -> QuickstartReport:
-    """Collect `episodes` demonstrations per task, train, evaluate `eval_episodes` per task (and the swaps)."""
-    plan = suite(suite_name)
-    tasks = list(plan.tasks)
-    seconds: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    recipe = load_recipe(recipe_path, [*(overrides or []), f"output={out}"], check_paths=False)
-    if len(recipe.data.groups) != 1:
-        raise Evo1Error("the quickstart trains on exactly one dataset", path=recipe_path, field="data.groups")
-    group = recipe.data.groups[0]
-    key = f"data.groups.{group.embodiment}.{group.dataset}.path"
-    recipe = load_recipe(recipe_path, [*(overrides or []), f"output={out}", f"{key}={data}"], check_paths=False)
+    """Collect, train and evaluate (and the swaps) as the recipe says; `out`, `data`, `episodes`
+    (demonstrations per task) and `eval_episodes` (per task) replace the recipe's. `name` is reported."""
+    chosen = plan(recipe_path, overrides or [], out, data, episodes, eval_episodes)
+    recipe, group, clock = chosen.recipe, chosen.recipe.data.groups[0], _Clock()
+    with clock.phase("collect"):
+        collect_tasks(chosen.data, chosen.tasks, chosen.demonstrations, recipe.model.image_size, progress)
+        meta = load_meta(chosen.data)
 
-    @contextlib.contextmanager
-    def timed(phase: str) -> Iterator[None]:
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
-        yield
-        seconds[phase] = time.perf_counter() - start
-        cpu[phase] = _cpu_seconds() - cpu_start
-
-    with timed("collect"):
-        collect_suite(data, tasks, episodes, recipe.model.image_size, progress)
-        meta = load_meta(data)
-
-    with timed("train"):
+    with clock.phase("train"):
         results = train(recipe, (1, 2), resume=True, listener=listener)
         checkpoint = results[-1].checkpoint
     if results[-1].interrupted:
@@ -183,35 +222,22 @@ def quickstart(
     # float32, as it was trained here (the CPU's bf16 would change the figures the docs quote)
     policy = LocalPolicy.load(checkpoint, choose_placement("auto", "float32"), group.embodiment, group.dataset)
 
-    def run(phase: str, names: list[str], prompts: dict[str, str] | None) -> tuple[list[EpisodeRecord], dict, dict]:
-        options: dict[str, Any] = {"variations": plan.variations, "fast_render": True}
-        if prompts:
-            options["prompts"] = prompts
-        video_dir = str(out / phase / "videos") if videos else None
-        spec = RunSpec("metaworld", eval_episodes, PROTOCOL.seed, PROTOCOL.action_steps, policy.image_size, videos,
-                       PROTOCOL.max_steps, video_dir, options)  # fmt: skip
-        counter = [0]
+    def run(phase: str, names: list[str], **changes: Any) -> tuple[list[EpisodeRecord], dict, dict]:
+        video_dir = str(recipe.output / phase / "videos") if videos else None
+        protocol = chosen.protocol.replace(image_size=policy.image_size, videos=videos, video_dir=video_dir, **changes)
+        return run_evaluation(phase, names, protocol, policy, checkpoint, recipe.output, workers, progress)
 
-        def on_episode(record: EpisodeRecord) -> None:
-            counter[0] += 1
-            if progress is not None:
-                progress(phase, counter[0], len(names) * eval_episodes)
-
-        records, levels, took = evaluate("metaworld", names, spec, policy, min(workers, len(names)), on_episode)
-        info = eval_info("metaworld", spec, str(checkpoint), records, levels, took)
-        return records, info, write_report(info, out / phase)
-
-    with timed("evaluate"):
-        rollouts, info, files = run("evaluate", tasks, None)
-
+    with clock.phase("evaluate"):
+        rollouts, info, files = run("evaluate", chosen.tasks)
     swapped: list[EpisodeRecord] = []
-    if swap and plan.swaps:
-        with timed("swap"):
-            swapped, _, _ = run("swap", list(plan.swaps), {t: PROMPTS[other] for t, other in plan.swaps.items()})
+    pairs = swaps(chosen.tasks)
+    if swap and pairs:
+        with clock.phase("swap"):
+            swapped, _, _ = run("swap", list(pairs), prompts={t: PROMPTS[other] for t, other in pairs.items()})
     return QuickstartReport(
-        suite=suite_name,
-        tasks=tasks,
-        dataset=data,
+        name=name,
+        tasks=chosen.tasks,
+        dataset=chosen.data,
         episodes=len(meta.episodes),
         frames=sum(e.length for e in meta.episodes),
         checkpoint=checkpoint,
@@ -220,9 +246,33 @@ def quickstart(
         info=info,
         files=files,
         swapped=swapped,
-        seconds=seconds,
-        cpu_seconds=cpu,
+        seconds=clock.seconds,
+        cpu_seconds=clock.cpu_seconds,
     )
+
+
+def run_evaluation(
+    phase: str,
+    names: list[str],
+    protocol: BenchProtocol,
+    policy: LocalPolicy,
+    checkpoint: Path,
+    out: Path,
+    workers: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> tuple[list[EpisodeRecord], dict[str, Any], dict[str, Path]]:
+    """`names` run under `protocol` (progress per episode), the report written to OUT/<phase>/:
+    (the episodes, eval_info.json's contents, the report's files)."""
+    counter = [0]
+
+    def on_episode(record: EpisodeRecord) -> None:
+        counter[0] += 1
+        if progress is not None:
+            progress(phase, counter[0], len(names) * protocol.episodes)
+
+    records, levels, took = evaluate(protocol.suite, names, protocol, policy, min(workers, len(names)), on_episode)
+    info = eval_info(protocol.suite, protocol, str(checkpoint), records, levels, took)
+    return records, info, write_report(info, out / phase)
 
 
 def swap_table(report: QuickstartReport) -> dict[str, dict[str, Any]]:
@@ -231,9 +281,8 @@ def swap_table(report: QuickstartReport) -> dict[str, dict[str, Any]]:
     A policy that follows the words does the scene's task far less often when asked the partner's
     instruction; one that reads only the scene does it as often either way.
     """
-    plan = suite(report.suite)
     table: dict[str, dict[str, Any]] = {}
-    for task, other in plan.swaps.items():
+    for task, other in swaps(report.tasks).items():
         own = [r for r in report.results if r.task == task]
         asked = [r for r in report.swapped if r.task == task]
         if not asked:
@@ -250,7 +299,7 @@ def swap_table(report: QuickstartReport) -> dict[str, dict[str, Any]]:
 
 def report_dict(report: QuickstartReport) -> dict[str, Any]:
     return {
-        "suite": report.suite,
+        "suite": report.name,  # the --suite it ran
         "tasks": report.tasks,
         "dataset": str(report.dataset),
         "episodes": report.episodes,

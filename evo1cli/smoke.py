@@ -1,6 +1,6 @@
 """A self-contained check of the model core: fit a policy to one fixed synthetic batch.
 
-Used by `evo1 smoke` (the offline main job until the quickstart lands) and by the overfit test:
+Used by `evo1 smoke` (a minutes-long check of the model core, offline) and by the overfit test:
 build a policy, fit its action head to a fixed batch until the flow-matching loss has fallen, sample
 chunks from noise and compare them with the targets, save a checkpoint, load it back and check that
 it gives bit-identical actions.

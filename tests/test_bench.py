@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from evo1cli.bench.evaluate import evaluate, summarize
-from evo1cli.bench.harness import EpisodeRecord, RunSpec, run_benchmark, write_mp4
+from evo1cli.bench.harness import BenchProtocol, EpisodeRecord, run_benchmark, write_mp4
 from evo1cli.bench.report import write_report
+from evo1cli.errors import Evo1Error
 
 STEPS_TO_SOLVE = {"a": 7, "b": 1000}  # task "a" is solved after 7 steps; "b" never
 
@@ -58,7 +59,7 @@ def spec(**changes):
     values = dict(suite="test", episodes=2, seed=10, action_steps=3, image_size=8, videos=0, max_steps=20,
                   video_dir=None)  # fmt: skip
     values.update(changes)
-    return RunSpec(**values)
+    return BenchProtocol(**values)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -265,3 +266,91 @@ def test_accelerate_launch_shards_tasks_and_merges_one_report(tmp_path):
     assert [e["task"] for e in info["episodes"]] == tasks
     assert [e["extra"]["process"] for e in info["episodes"]] == [0, 1, 0]
     assert info["overall"]["episodes"] == 3 and info["overall"]["mean_over_tasks"] >= 2 / 3
+
+
+# ---------------------------------------------------------------------------------------------- the registry
+def test_every_registered_suite_is_an_evo1_bench_command_with_its_protocols_defaults():
+    from pathlib import Path
+
+    import typer
+
+    from evo1cli.bench.suites import SUITES, get_suite
+    from evo1cli.commands.bench import app
+
+    commands = typer.main.get_command(app).commands
+    assert list(commands) == ["robotwin", *SUITES]
+    for name in SUITES:
+        protocol = get_suite(name).protocol
+        assert protocol.suite == name
+        defaults = {p.name: p.default for p in commands[name].params}
+        assert (defaults["episodes"], defaults["seed"]) == (protocol.episodes, protocol.seed)
+        assert (defaults["action_steps"], defaults["max_steps"]) == (protocol.action_steps, protocol.max_steps)
+        assert defaults["out"] == Path(f"runs/bench/{name}")
+    assert get_suite("libero-goal").protocol.suites == ["libero-goal"]
+    with pytest.raises(Evo1Error, match=r"^suite: unknown suite 'libero-90'"):
+        get_suite("libero-90")
+
+
+def reported_episodes(task, protocol):
+    """`counting_episodes` without the actions in the records (a report holds what JSON can)."""
+    for k, seed, env, _ in counting_episodes(task, protocol):
+        yield k, seed, env, {}
+
+
+def suite(name):
+    """A suite of CountingEnv tasks, for the registry test below: what a new suite's module gives."""
+    from evo1cli.bench.suites import Command, Option, Suite, apply
+
+    protocol = BenchProtocol(name, episodes=2, seed=10, action_steps=3, max_steps=20, options={"label": "plain"})
+
+    def plan(tasks, settings):
+        return tasks.split(","), apply(protocol, settings, ("label",))
+
+    command = Command("Counting tasks.", ("a", "a comma list of a and b."), (Option("label", "plain", "A label.", str,
+                      after="max_steps"),), expert=True)  # fmt: skip
+    return Suite(name, protocol, plan, reported_episodes, lambda p: {"a": "easy", "b": "hard"}, command)
+
+
+def test_a_new_suite_is_its_module_and_a_registry_line(monkeypatch, tmp_path):
+    """The command, its options (the suite's own after the one it names) and the run come from the suite."""
+    import typer
+    from typer.testing import CliRunner
+
+    from evo1cli.bench import suites
+    from evo1cli.commands.bench import bench_command
+
+    monkeypatch.setitem(suites.SUITES, "counting", __name__)
+    app = typer.Typer()
+    app.command("counting")(bench_command(suites.get_suite("counting")))
+    app.command("unused")(lambda: None)  # two commands: `counting` stays a subcommand
+    params = [p.name for p in typer.main.get_command(app).commands["counting"].params]
+    assert params[params.index("max_steps") + 1] == "label" and "policy" in params and "level" not in params
+    args = ["counting", "--policy", "expert", "--tasks", "a,b", "--label", "red", "--videos", "0"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "eval_info.json").read_text())
+    assert info["suite"] == "counting" and info["protocol"]["label"] == "red" and info["protocol"]["episodes"] == 2
+    assert info["tasks"]["a"]["successes"] == 2 and info["tasks"]["b"]["mean_steps"] == 20
+    assert info["levels"] == {"easy": {"tasks": 1, "success_rate": 1.0}, "hard": {"tasks": 1, "success_rate": 0.0}}
+
+
+def test_a_protocols_options_read_as_attributes_and_a_run_changes_only_its_settings():
+    from evo1cli.bench.metaworld import PROTOCOL
+    from evo1cli.bench.suites import apply
+
+    assert PROTOCOL.variations == "authors" and PROTOCOL.fast_render is False
+    changed = apply(PROTOCOL, {"episodes": 3, "variations": "per-seed"}, ("variations",))
+    assert (changed.episodes, changed.variations, changed.seed) == (3, "per-seed", 4042)
+    assert PROTOCOL.episodes == 10 and PROTOCOL.variations == "authors"  # the defaults stay
+    assert changed.replace(prompts={"a": "b"}).options == {"variations": "per-seed", "fast_render": False,
+                                                           "prompts": {"a": "b"}}  # fmt: skip
+    with pytest.raises(AttributeError, match="no field or option 'colour'"):
+        _ = PROTOCOL.colour
+    for settings, message in [
+        ({"fast_render": True}, r"^--fast-render: not a setting of metaworld \(one of episodes, seed"),
+        ({"seed": "7"}, r"^--seed: must be an integer, got '7'"),
+        ({"variations": True}, r"^--variations: must be a string, got True"),
+        ({"action_steps": 0}, r"^--action-steps: must be >= 1, got 0"),
+    ]:
+        with pytest.raises(Evo1Error, match=message):
+            apply(PROTOCOL, settings, ("variations",))

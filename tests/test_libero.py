@@ -296,7 +296,7 @@ def test_bench_suites_and_task_selection(fake_suites):
 
 
 def test_bench_episodes_reset_init_state_k_with_seed_plus_k(fake_suites, monkeypatch):
-    from evo1cli.bench.harness import RunSpec
+    from evo1cli.bench.harness import BenchProtocol
 
     made = []
 
@@ -313,7 +313,7 @@ def test_bench_episodes_reset_init_state_k_with_seed_plus_k(fake_suites, monkeyp
             self.closed = True
 
     monkeypatch.setattr(fake_suites, "LiberoEnv", Recorder)
-    spec = RunSpec("libero", 3, 7, 14, 64, 0, 30, None, {"suites": ["libero-long"], "settle_steps": 4})
+    spec = BenchProtocol("libero", 3, 7, 14, 64, 0, 30, None, {"suites": ["libero-long"], "settle_steps": 4})
     out = [(k, seed, extra) for k, seed, _, extra in fake_suites.episodes("long_task_2", spec)]
     assert [(k, seed) for k, seed, _ in out] == [(0, 7), (1, 8), (2, 9)]
     assert [e["init_state"] for *_, e in out] == [0, 1, 2] and out[0][2]["suite"] == "libero-long"

@@ -28,6 +28,51 @@ def run_quickstart(tmp_path: Path, episodes: int, *options: str, cwd: Path | Non
     return json.loads(result.stdout)
 
 
+def test_the_quickstarts_are_recipes_that_name_their_tasks_demonstrations_and_evaluation():
+    from evo1cli.quickstart import SAME_SCENE, plan, swaps
+    from evo1cli.sim.metaworld_tasks import MT10
+
+    single = plan(RECIPES / "quickstart.yaml", [])
+    assert single.tasks == ["button-press-topdown-v3"] and single.demonstrations == 40 and swaps(single.tasks) == {}
+    p = single.protocol
+    assert (p.suite, p.episodes, p.seed, p.action_steps, p.max_steps) == ("metaworld", 20, 4042, 15, 400)
+    assert p.options == {"variations": "per-seed", "fast_render": True}
+    assert (single.recipe.output, single.data) == (Path("runs/quickstart"), Path("data/quickstart"))
+
+    mt10 = plan(RECIPES / "mt10-tiny.yaml", [])
+    assert mt10.tasks == list(MT10) and mt10.demonstrations == 15 and swaps(mt10.tasks) == SAME_SCENE
+    p = mt10.protocol
+    assert (p.episodes, p.seed, p.action_steps, p.max_steps) == (10, 4042, 15, 400)
+    assert p.options == {"variations": "authors", "fast_render": True}
+    assert (mt10.recipe.output, mt10.data) == (Path("runs/mt10"), Path("data/mt10"))
+
+    # the command's options replace the recipe's figures, and the dataset path reaches the training data
+    changed = plan(RECIPES / "quickstart.yaml", [], Path("o"), Path("d"), 3, 2)
+    assert (changed.recipe.output, changed.data, changed.demonstrations, changed.protocol.episodes) == (
+        Path("o"), Path("d"), 3, 2,
+    )  # fmt: skip
+    assert [g.path for g in changed.recipe.data.groups] == [Path("d")]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("evaluation.variations=sideways", "evaluation.variations: must be one of authors, per-seed"),
+        ("evaluation.tasks=nope-v3", "evaluation.tasks: unknown Meta-World task 'nope-v3'"),
+        ("evaluation.speed=2", "evaluation.speed: not a setting of metaworld"),
+        ("evaluation.seed=x", "evaluation.seed: must be an integer"),
+        ("evaluation.suite=libero", "evaluation.suite: the quickstart collects Meta-World"),
+        ("evaluation=null", "evaluation: missing"),
+    ],
+)
+def test_a_bad_evaluation_names_the_recipe_and_key(override, message):
+    from evo1cli.errors import Evo1Error
+    from evo1cli.quickstart import plan
+
+    with pytest.raises(Evo1Error, match=f"quickstart.yaml: {message}"):
+        plan(RECIPES / "quickstart.yaml", [override])
+
+
 @pytest.mark.slow
 def test_quickstart_collects_trains_and_evaluates(tmp_path):
     report = run_quickstart(tmp_path, 2, "--recipe", str(RECIPES / "quickstart.yaml"), "--eval-episodes", "2")
@@ -85,13 +130,13 @@ def test_mt10_quickstart_from_an_empty_directory(tmp_path):
 
 @pytest.mark.slow
 def test_suite_collection_tops_up_each_task(tmp_path):
-    from evo1cli.quickstart import collect_suite, episodes_per_task
+    from evo1cli.quickstart import collect_tasks, episodes_per_task
 
     tasks = ["reach-v3", "drawer-close-v3"]
-    collect_suite(tmp_path / "d", tasks, 1, 32, None)
+    collect_tasks(tmp_path / "d", tasks, 1, 32, None)
     assert episodes_per_task(tmp_path / "d") == dict.fromkeys(tasks, 1)
     seen: list[tuple[int, int]] = []
-    collect_suite(tmp_path / "d", [*tasks, "window-open-v3"], 2, 32, lambda _, done, total: seen.append((done, total)))
+    collect_tasks(tmp_path / "d", [*tasks, "window-open-v3"], 2, 32, lambda _, done, total: seen.append((done, total)))
     assert episodes_per_task(tmp_path / "d") == {"reach-v3": 2, "drawer-close-v3": 2, "window-open-v3": 2}
     assert seen[0] == (3, 6) and seen[-1] == (6, 6)  # progress counts what was there
     seeds = [e.extra["seed"] for e in load_meta(tmp_path / "d").episodes]

@@ -22,7 +22,7 @@ from evo1cli.model.policy import Evo1Policy, Observation
 from evo1cli.train.checkpoints import last_checkpoint, load_trainer_state, step_checkpoints
 from evo1cli.train.metrics import read_metrics
 from evo1cli.train.optim import param_groups, warmup_cosine
-from evo1cli.train.recipe import load_recipe, parse_recipe
+from evo1cli.train.recipe import Evaluation, load_recipe, parse_recipe
 from evo1cli.train.sampler import StepBatchSampler
 from evo1cli.train.trainer import TrainingStopped, train
 
@@ -92,6 +92,47 @@ def test_quickstart_recipe_is_the_tiny_model():
     recipe = load_recipe(RECIPES / "quickstart.yaml", check_paths=False)
     assert recipe.model.backbone == "tiny"
     assert [g.path for g in recipe.data.groups] == [Path("data/quickstart")]
+
+
+def test_a_recipe_can_name_its_evaluation_and_collection():
+    raw = yaml.safe_load((RECIPES / "quickstart.yaml").read_text())
+    recipe = parse_recipe(raw, check_paths=False)
+    assert recipe.collect is not None and recipe.collect.episodes == 40
+    assert recipe.evaluation == Evaluation(
+        "metaworld", "button-press-topdown-v3", {"episodes": 20, "variations": "per-seed", "fast_render": True}
+    )
+    raw["evaluation"]["tasks"] = ["reach-v3", "push-v3"]  # a list reads as --tasks does: a comma list
+    assert parse_recipe(raw, check_paths=False).evaluation.tasks == "reach-v3,push-v3"
+    plain = parse_recipe({k: v for k, v in raw.items() if k not in ("collect", "evaluation")}, check_paths=False)
+    assert plain.evaluation is None and plain.collect is None
+
+
+BAD_EVALUATION = [
+    ({"tasks": "mt10"}, "evaluation.suite", "missing"),
+    ({"suite": "metaworld", "tasks": 3}, "evaluation.tasks", "must be a string or a list"),
+    ({"suite": "metaworld", "episodes": 0}, "evaluation.episodes", "must be >= 1"),
+    ({"suite": "metaworld", "episodes": "ten"}, "evaluation.episodes", "must be an integer"),
+    ({"suite": "metaworld", "variations": ["a"]}, "evaluation.variations", "must be a single value"),
+]
+
+
+@pytest.mark.parametrize(("evaluation", "field", "message"), BAD_EVALUATION, ids=[b[1] for b in BAD_EVALUATION])
+def test_bad_evaluation_names_the_file_and_key(tmp_path, evaluation, field, message):
+    raw = yaml.safe_load((RECIPES / "quickstart.yaml").read_text())
+    raw["evaluation"] = evaluation
+    path = write_recipe(tmp_path / "bad.yaml", raw)
+    with pytest.raises(Evo1Error) as err:
+        load_recipe(path, check_paths=False)
+    assert err.value.path == str(path) and err.value.field == field and message in err.value.message
+
+
+@pytest.mark.parametrize(("collect", "message"), [({"episodes": 0}, "must be >= 1"), ({}, "missing")])
+def test_bad_collection_names_the_file_and_key(tmp_path, collect, message):
+    raw = {**yaml.safe_load((RECIPES / "quickstart.yaml").read_text()), "collect": collect}
+    path = write_recipe(tmp_path / "bad.yaml", raw)
+    with pytest.raises(Evo1Error) as err:
+        load_recipe(path, check_paths=False)
+    assert err.value.path == str(path) and err.value.field == "collect.episodes" and message in err.value.message
 
 
 def test_overrides_and_float_strings(dataset, tmp_path):

@@ -19,16 +19,16 @@ from typing import Any
 import torch
 
 from evo1cli import __version__
-from evo1cli.bench.harness import EpisodeFactory, EpisodeRecord, RunSpec, run_benchmark
+from evo1cli.bench.harness import BenchProtocol, EpisodeFactory, EpisodeRecord, run_benchmark
 from evo1cli.bench.suites import get_suite
 from evo1cli.serving.chunks import Policy
 
 
-def suite_factory(suite: str, spec: RunSpec) -> tuple[EpisodeFactory, dict[str, str]]:
+def suite_factory(suite: str, protocol: BenchProtocol) -> tuple[EpisodeFactory, dict[str, str]]:
     """The suite's episode factory (its shared files prepared) and its task -> level map."""
     found = get_suite(suite)
-    found.prepare(spec)
-    return found.episodes, found.levels(spec)
+    found.prepare(protocol)
+    return found.episodes, found.levels(protocol)
 
 
 def process_group() -> Any:
@@ -48,17 +48,17 @@ def share(tasks: list[str], group: Any) -> list[str]:
 def evaluate(
     suite: str,
     tasks: list[str],
-    spec: RunSpec,
+    protocol: BenchProtocol,
     policy: Policy | None,
     workers: int = 1,
     on_episode: Callable[[EpisodeRecord], None] | None = None,
     group: Any = None,
 ) -> tuple[list[EpisodeRecord], dict[str, str], float]:
     """Every episode of `tasks` (this process's share of them under `group`), sorted by task and episode."""
-    factory, levels = suite_factory(suite, spec)
+    factory, levels = suite_factory(suite, protocol)
     start = time.perf_counter()
     mine = share(tasks, group)
-    records = run_benchmark(mine, factory, spec, policy, workers, on_episode)
+    records = run_benchmark(mine, factory, protocol, policy, workers, on_episode)
     seconds = time.perf_counter() - start
     if group is not None:
         from accelerate.utils import gather_object
@@ -102,14 +102,19 @@ def summarize(records: list[EpisodeRecord], levels: dict[str, str]) -> dict[str,
 
 
 def eval_info(
-    suite: str, spec: RunSpec, policy_name: str, records: list[EpisodeRecord], levels: dict[str, str], seconds: float
+    suite: str,
+    protocol: BenchProtocol,
+    policy_name: str,
+    records: list[EpisodeRecord],
+    levels: dict[str, str],
+    seconds: float,
 ) -> dict[str, Any]:
-    protocol = {k: v for k, v in asdict(spec).items() if k not in ("video_dir", "options")}
-    protocol.update(spec.options)
+    settings = {k: v for k, v in asdict(protocol).items() if k not in ("video_dir", "options")}
+    settings.update(protocol.options)
     return {
         "suite": suite,
         "policy": policy_name,
-        "protocol": protocol,
+        "protocol": settings,
         **summarize(records, levels),
         "episodes": [asdict(r) for r in records],
         "seconds": seconds,

@@ -7,7 +7,7 @@
                                               <-- ("episode", record), ("task", name) when finished
 
 A worker renders only when the policy needs an image, and every frame only for the episodes it films.
-A suite supplies the environments (`Suite.episodes(task, spec)` in suites.py yields each episode's
+A suite supplies the environments (`Suite.episodes(task, protocol)` in suites.py yields each episode's
 environment, reset and ready); the harness is the same for every suite. The policy is any
 `chunks.Policy`; a query's noise is keyed by (episode seed, query index), so a rerun repeats it. With
 `policy=None` the environment's own scripted expert acts (`env.expert_action()`), one action per step,
@@ -17,11 +17,12 @@ through the same loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,25 +58,42 @@ class EpisodeRecord:
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """What a worker needs to run episodes (picklable)."""
+class BenchProtocol:
+    """How a suite's episodes run: a suite's `PROTOCOL` holds its defaults, a run changes some (`replace`),
+    and the workers get it (picklable).
 
-    suite: str
-    episodes: int
-    seed: int
-    action_steps: int
-    image_size: int
-    videos: int  # episodes filmed per task (the first ones)
-    max_steps: int | None  # None: the suite's own budget
-    video_dir: str | None
+    `options` are the suite's own settings (Meta-World's `variations`, LIBERO's `settle_steps`, ...), written
+    into the report with the fields; they read as attributes too: `protocol.settle_steps`.
+    """
+
+    suite: str  # its name in the registry (suites.py)
+    episodes: int  # per task
+    seed: int  # episode k uses seed + k
+    action_steps: int  # actions executed per chunk
+    image_size: int = 448  # what the environments render for the policy (its own size; 448 for the experts)
+    videos: int = 1  # episodes filmed per task (the first ones)
+    max_steps: int | None = None  # steps per episode at most; None: each task's own budget
+    video_dir: str | None = None  # where the videos go
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(f"{self.__dict__.get('suite')!r} protocol has no field or option {name!r}")
 
-EpisodeFactory = Callable[[str, RunSpec], Iterator[tuple[int, int, BenchEnv, dict[str, Any]]]]
+    def replace(self, **changes: Any) -> BenchProtocol:
+        """This protocol with `changes`: fields by their names, anything else an option (added if new)."""
+        names = {f.name for f in fields(self)}
+        options = {**self.options, **{k: v for k, v in changes.items() if k not in names}}
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if k in names}, options=options)
+
+
+EpisodeFactory = Callable[[str, BenchProtocol], Iterator[tuple[int, int, BenchEnv, dict[str, Any]]]]
 """(task, protocol) -> each episode's (index, seed, ready environment, extra) in order."""
 
 
-def _worker(conn: Connection, factory: EpisodeFactory, protocol: RunSpec, expert: bool) -> None:
+def _worker(conn: Connection, factory: EpisodeFactory, protocol: BenchProtocol, expert: bool) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the run
@@ -96,7 +114,7 @@ def _worker(conn: Connection, factory: EpisodeFactory, protocol: RunSpec, expert
 
 
 def _run_episode(
-    conn: Connection, env: BenchEnv, episode: int, seed: int, protocol: RunSpec, expert: bool, extra: dict
+    conn: Connection, env: BenchEnv, episode: int, seed: int, protocol: BenchProtocol, expert: bool, extra: dict
 ) -> EpisodeRecord:
     start = time.perf_counter()
     budget = protocol.max_steps or env.max_steps
@@ -148,7 +166,7 @@ def write_mp4(path: str | Path, frames: list[np.ndarray], fps: int = 30) -> None
 def run_benchmark(
     tasks: list[str],
     factory: EpisodeFactory,
-    protocol: RunSpec,
+    protocol: BenchProtocol,
     policy: Policy | None,
     workers: int = 1,
     on_episode: Callable[[EpisodeRecord], None] | None = None,

@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from evo1cli.bench.harness import RunSpec
-from evo1cli.bench.suites import BenchProtocol, Suite
+from evo1cli.bench.harness import BenchProtocol
+from evo1cli.bench.suites import Command, Option, Suite, apply
 from evo1cli.errors import Evo1Error
 from evo1cli.sim.libero import SETTLE_STEPS, SUITES, LiberoEnv, suite_tasks
 
 # seed 7: the standard LIBERO evaluation seed; max_steps None: each suite's own budget (220/280/300/520)
-PROTOCOL = BenchProtocol(episodes=50, seed=7, action_steps=14, max_steps=None, settle_steps=SETTLE_STEPS)
+PROTOCOL = BenchProtocol(
+    "libero", episodes=50, seed=7, action_steps=14, max_steps=None,
+    options={"suites": list(SUITES), "settle_steps": SETTLE_STEPS, "gripper": "> 0.5 -> -1 (open), else +1"},
+)  # fmt: skip
 
 
 def suite_names(suite: str) -> list[str]:
@@ -63,22 +66,58 @@ def levels(suites: list[str]) -> dict[str, str]:
     return {name: suite for name, (suite, _) in task_table(suites).items()}
 
 
-def spec_levels(spec: RunSpec) -> dict[str, str]:
-    return levels(spec.options["suites"])
+def protocol_levels(protocol: BenchProtocol) -> dict[str, str]:
+    return levels(protocol.suites)
 
 
-def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, LiberoEnv, dict[str, Any]]]:
+def episodes(task: str, protocol: BenchProtocol) -> Iterator[tuple[int, int, LiberoEnv, dict[str, Any]]]:
     """One environment per task, reset to init state k for episode k."""
-    suite, task_id = task_table(spec.options["suites"])[task]
-    env = LiberoEnv(suite, task_id, 0, spec.image_size, seed=spec.seed, settle_steps=spec.options["settle_steps"])
-    if spec.max_steps is not None:
-        env.max_steps = spec.max_steps
+    suite, task_id = task_table(protocol.suites)[task]
+    env = LiberoEnv(suite, task_id, 0, protocol.image_size, seed=protocol.seed, settle_steps=protocol.settle_steps)
+    if protocol.max_steps is not None:
+        env.max_steps = protocol.max_steps
     try:
-        for k in range(spec.episodes):
+        for k in range(protocol.episodes):
             env.reset(episode=k)
-            yield k, spec.seed + k, env, {"suite": suite, "init_state": k % len(env.init_states)}
+            yield k, protocol.seed + k, env, {"suite": suite, "init_state": k % len(env.init_states)}
     finally:
         env.close()
 
 
-SUITE = Suite("libero", PROTOCOL, episodes, spec_levels)
+def command(name: str) -> Command:
+    which = "All four LIBERO suites" if name == "libero" else f"LIBERO-{name.split('-')[1].capitalize()}"
+    return Command(
+        doc=f"""{which} with the standard protocol (needs the `libero` extra): success per task and suite.
+
+    Two views, 8-d state, 14 actions per chunk, binarised gripper, 10 settle steps, budgets 220/280/300/520.
+
+    Examples:
+
+      evo1 bench {name} --checkpoint runs/libero/stage2/checkpoints/last --workers 4
+
+      evo1 bench {name} -c CKPT --tasks 0,1 --episodes 5 --videos 2
+    """,
+        tasks=("all", "all, or a comma list of task names or indices (0-9)."),
+        options=(
+            Option("settle_steps", PROTOCOL.settle_steps, "Still steps after reset (not counted).", int, "max_steps"),
+        ),
+        help={
+            "episodes": "Episodes per task (init states 0..N-1).",
+            "seed": "Env seed; episode k's policy noise uses seed + k.",
+            "max_steps": "Step budget (default 220/280/300/520).",
+        },
+    )
+
+
+def suite(name: str) -> Suite:
+    """`libero` (all four suites) or one of them."""
+    suites = suite_names(name)
+    protocol = PROTOCOL.replace(suite=name, suites=suites)
+
+    def plan(tasks: str, settings: dict[str, Any]) -> tuple[list[str], BenchProtocol]:
+        chosen = apply(protocol, settings, ("settle_steps",))
+        if chosen.settle_steps < 0:
+            raise Evo1Error(f"must be >= 0, got {chosen.settle_steps}", field="--settle-steps")
+        return resolve_tasks(suites, tasks), chosen
+
+    return Suite(name, protocol, plan, episodes, protocol_levels, command(name))

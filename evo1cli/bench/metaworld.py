@@ -24,13 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evo1cli.bench.harness import RunSpec
-from evo1cli.bench.suites import BenchProtocol, Suite
+from evo1cli.bench.harness import BenchProtocol
+from evo1cli.bench.suites import Command, Option, Suite, apply
+from evo1cli.errors import Evo1Error
 
 if TYPE_CHECKING:  # the simulator loads in the workers, not when the command line starts
     from evo1cli.sim.metaworld import MetaWorldEnv
 
-PROTOCOL = BenchProtocol(episodes=10, seed=4042, action_steps=15, max_steps=400, variations="authors")
+PROTOCOL = BenchProtocol(
+    "metaworld", episodes=10, seed=4042, action_steps=15, max_steps=400,
+    options={"variations": "authors", "fast_render": False},
+)  # fmt: skip
 VARIATIONS = ("authors", "per-seed")
 
 
@@ -65,37 +69,59 @@ class MetaWorldBenchEnv:
         return self.expert(self.obs)
 
 
-def prepare(spec: RunSpec) -> None:
+def plan(tasks: str, settings: dict[str, Any]) -> tuple[list[str], BenchProtocol]:
+    """The tasks (`mt10`, `mt50`, a group or names; only `level`'s with one) and the protocol `settings` ask for;
+    `prompt` asks every task that instruction instead of its own."""
+    from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS, resolve_tasks
+
+    settings = dict(settings)
+    level, prompt = settings.pop("level", None), settings.pop("prompt", None)
+    names = resolve_tasks(tasks)
+    if level is not None:
+        if level not in DIFFICULTY_GROUPS:
+            raise Evo1Error(f"must be one of {', '.join(DIFFICULTY_GROUPS)}, got {level!r}", field="--level")
+        names = [t for t in names if t in DIFFICULTY_GROUPS[level]]
+    protocol = apply(PROTOCOL, settings, ("variations", "fast_render"))
+    if protocol.variations not in VARIATIONS:
+        raise Evo1Error(f"must be one of {', '.join(VARIATIONS)}, got {protocol.variations!r}", field="--variations")
+    if prompt is not None:
+        if not prompt.strip():
+            raise Evo1Error("must not be empty", field="--prompt")
+        protocol = protocol.replace(prompts=dict.fromkeys(names, prompt))
+    return names, protocol
+
+
+def prepare(protocol: BenchProtocol) -> None:
     """Once, in the main process: build (or load) the MT50 variations the workers will read."""
     from evo1cli.sim.metaworld import mt50_variations
 
-    if spec.options.get("variations", PROTOCOL.variations) == "authors":
-        mt50_variations(spec.seed)
+    if protocol.options.get("variations", PROTOCOL.variations) == "authors":
+        mt50_variations(protocol.seed)
 
 
-def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenchEnv, dict[str, Any]]]:
-    """Each episode's ready environment, per `spec.options["variations"]` (see the module docstring)."""
+def episodes(task: str, protocol: BenchProtocol) -> Iterator[tuple[int, int, MetaWorldBenchEnv, dict[str, Any]]]:
+    """Each episode's ready environment, per the protocol's `variations` (see the module docstring)."""
     from evo1cli.sim.metaworld import MetaWorldEnv, episode_variation, mt50_variations
 
-    scheme = spec.options.get("variations", PROTOCOL.variations)
-    max_steps = spec.max_steps or PROTOCOL.max_steps or 0
-    fast = bool(spec.options.get("fast_render", False))
-    prompt = (spec.options.get("prompts") or {}).get(task)
+    scheme = protocol.options.get("variations", PROTOCOL.variations)
+    max_steps = protocol.max_steps or PROTOCOL.max_steps or 0
+    fast = bool(protocol.options.get("fast_render", PROTOCOL.fast_render))
+    prompt = (protocol.options.get("prompts") or {}).get(task)
     if scheme == "authors":
-        variations = mt50_variations(spec.seed)[task]
-        env = MetaWorldEnv(task, spec.seed, 0, spec.image_size, variations=variations, fast_render=fast)
+        variations = mt50_variations(protocol.seed)[task]
+        env = MetaWorldEnv(task, protocol.seed, 0, protocol.image_size, variations=variations, fast_render=fast)
         bench_env = MetaWorldBenchEnv(env, max_steps, prompt)
         try:
-            for k in range(spec.episodes):
+            for k in range(protocol.episodes):
                 variation = env.draw_variation()
-                bench_env.start(spec.seed + k)
-                yield k, spec.seed + k, bench_env, {"variation": variation}
+                bench_env.start(protocol.seed + k)
+                yield k, protocol.seed + k, bench_env, {"variation": variation}
         finally:
             env.close()
     else:
-        for k in range(spec.episodes):
-            seed = spec.seed + k
-            env = MetaWorldEnv(task, seed, episode_variation(seed), spec.image_size, fast_render=fast)
+        for k in range(protocol.episodes):
+            seed = protocol.seed + k
+            env = MetaWorldEnv(task, seed, episode_variation(seed), protocol.image_size, fast_render=fast)
             bench_env = MetaWorldBenchEnv(env, max_steps, prompt)
             try:
                 bench_env.start(None)
@@ -104,10 +130,48 @@ def episodes(task: str, spec: RunSpec) -> Iterator[tuple[int, int, MetaWorldBenc
                 env.close()
 
 
-def levels(spec: RunSpec) -> dict[str, str]:
+def levels(protocol: BenchProtocol) -> dict[str, str]:
     from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS
 
     return {task: level for level, tasks in DIFFICULTY_GROUPS.items() for task in tasks}
 
 
-SUITE = Suite("metaworld", PROTOCOL, episodes, levels, prepare)
+COMMAND = Command(
+    doc="""Meta-World MT50 with the authors' protocol: success per task, per level and overall, videos, a report.
+
+    Examples:
+
+      evo1 bench metaworld --checkpoint runs/metaworld/stage2/checkpoints/last --workers 2
+
+      evo1 bench metaworld --policy expert --tasks mt10 --episodes 3
+
+      evo1 bench metaworld -c runs/quickstart/stage2/checkpoints/last --tasks button-press-topdown-v3 --episodes 20
+
+      evo1 bench metaworld -c runs/mt10/stage2/checkpoints/last --tasks drawer-open-v3 \
+        --prompt "Push and close a drawer"
+    """,
+    tasks=("mt50", "mt10, mt50, or a comma list of task names."),
+    options=(
+        Option("level", None, "Only one difficulty: easy, medium, hard, very_hard.", str | None, after="tasks"),
+        Option("variations", PROTOCOL.variations, "authors (MT50 seed draws) or per-seed.", str, after="max_steps"),
+        Option(
+            "fast_render",
+            PROTOCOL.fast_render,
+            "Shadows and reflections off (faster; match how the training data was rendered).",
+            bool,
+            after="videos",
+        ),
+        Option(
+            "prompt",
+            None,
+            "Ask this instruction instead of each task's own (does the policy follow the words?).",
+            str | None,
+            after="videos",
+        ),
+    ),
+    expert=True,
+)
+
+
+def suite(name: str) -> Suite:
+    return Suite(name, PROTOCOL, plan, episodes, levels, COMMAND, prepare)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from evo1cli.bench.libero import PROTOCOL as LIBERO
-from evo1cli.bench.metaworld import PROTOCOL as METAWORLD
+from evo1cli.bench.harness import BenchProtocol
+from evo1cli.bench.suites import SUITES, Suite, flag, get_suite
 from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
 from evo1cli.commands.output import console, print_json
 from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
+from evo1cli.serving.chunks import Policy
 from evo1cli.serving.robotwin import EXECUTE_STEPS
 
 app = typer.Typer(help="Benchmark policies in simulation.", no_args_is_help=True)
@@ -45,138 +48,88 @@ def robotwin(
     console.print(f"wrote {export_plugin}: copy it to RoboTwin/policy/evo1 and see its README.md")
 
 
-@app.command("metaworld")
-def metaworld(
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP),
-    policy: str = typer.Option("checkpoint", "--policy", help="checkpoint, or expert (the scripted experts)."),
-    tasks: str = typer.Option("mt50", "--tasks", help="mt10, mt50, or a comma list of task names."),
-    level: str | None = typer.Option(None, "--level", help="Only one difficulty: easy, medium, hard, very_hard."),
-    episodes: int = typer.Option(METAWORLD.episodes, "--episodes", help="Episodes per task."),
-    seed: int = typer.Option(METAWORLD.seed, "--seed", help="Episode k uses seed + k."),
-    workers: int = typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them."),
-    out: Path = typer.Option(Path("runs/bench/metaworld"), "--out", help="Report directory."),
-    action_steps: int = typer.Option(METAWORLD.action_steps, "--action-steps", help="Actions executed per chunk."),
-    max_steps: int = typer.Option(METAWORLD.max_steps, "--max-steps", help="Steps per episode at most."),
-    variations: str = typer.Option(METAWORLD.variations, "--variations", help="authors (MT50 seed draws) or per-seed."),
-    videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
-    fast_render: bool = typer.Option(
-        METAWORLD.render == "fast",
-        "--fast-render",
-        help="Shadows and reflections off (faster; match how the training data was rendered).",
-    ),
-    prompt: str | None = typer.Option(
-        None, "--prompt", help="Ask this instruction instead of each task's own (does the policy follow the words?)."
-    ),
-    embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
-    dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
-    device: str = device_option(),
-    dtype: str = dtype_option(),
-    as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
-) -> None:
-    """Meta-World MT50 with the authors' protocol: success per task, per level and overall, videos, a report.
-
-    Examples:
-
-      evo1 bench metaworld --checkpoint runs/metaworld/stage2/checkpoints/last --workers 2
-
-      evo1 bench metaworld --policy expert --tasks mt10 --episodes 3
-
-      evo1 bench metaworld -c runs/quickstart/stage2/checkpoints/last --tasks button-press-topdown-v3 --episodes 20
-
-      evo1 bench metaworld -c runs/mt10/stage2/checkpoints/last --tasks drawer-open-v3 \
-        --prompt "Push and close a drawer"
-    """
-    from evo1cli.bench.evaluate import process_group
-    from evo1cli.bench.harness import RunSpec
-    from evo1cli.bench.metaworld import VARIATIONS
-    from evo1cli.sim.metaworld_tasks import DIFFICULTY_GROUPS, resolve_tasks
-
-    names = resolve_tasks(tasks)
-    if level is not None:
-        if level not in DIFFICULTY_GROUPS:
-            raise Evo1Error(f"must be one of {', '.join(DIFFICULTY_GROUPS)}, got {level!r}", field="--level")
-        names = [t for t in names if t in DIFFICULTY_GROUPS[level]]
-    if variations not in VARIATIONS:
-        raise Evo1Error(f"must be one of {', '.join(VARIATIONS)}, got {variations!r}", field="--variations")
-    if min(episodes, action_steps, max_steps, workers) < 1 or videos < 0:
-        raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
-    if prompt is not None and not prompt.strip():
-        raise Evo1Error("must not be empty", field="--prompt")
-    fn, name, image_size = None, "expert", 448
-    group = process_group()
-    if policy == "checkpoint":
-        if checkpoint is None:
-            raise Evo1Error("give --checkpoint DIR, or --policy expert", field="--checkpoint")
-        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group, device, dtype)
-    elif policy != "expert":
-        raise Evo1Error(f"must be checkpoint or expert, got {policy!r}", field="--policy")
-    options: dict[str, Any] = {"variations": variations, "fast_render": fast_render}
-    if prompt is not None:
-        options["prompts"] = dict.fromkeys(names, prompt)
-    spec = RunSpec(
-        "metaworld", episodes, seed, action_steps, image_size, videos, max_steps,
-        str(out / "videos") if videos else None, options,
-    )  # fmt: skip
-    run_suite("metaworld", names, spec, fn, name, workers, out, as_json, group)
+def parameters(suite: Suite) -> list[inspect.Parameter]:
+    """`evo1 bench <suite>`'s options in help order: the common ones (protocol defaults from the suite's
+    protocol), each followed by the suite's own options that name it as `after`."""
+    protocol, command = suite.protocol, suite.command
+    worded = command.help.get
+    if command.expert:
+        checkpoint = [
+            ("checkpoint", Path | None, typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP)),
+            (
+                "policy",
+                str,
+                typer.Option("checkpoint", "--policy", help="checkpoint, or expert (the scripted experts)."),
+            ),
+        ]
+    else:
+        checkpoint = [("checkpoint", Path, typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP))]
+    common = [
+        *checkpoint,
+        ("tasks", str, typer.Option(command.tasks[0], "--tasks", help=command.tasks[1])),
+        ("episodes", int, typer.Option(protocol.episodes, "--episodes", help=worded("episodes", "Episodes per task."))),
+        ("seed", int, typer.Option(protocol.seed, "--seed", help=worded("seed", "Episode k uses seed + k."))),
+        ("workers", int, typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them.")),
+        ("out", Path, typer.Option(Path(f"runs/bench/{suite.name}"), "--out", help="Report directory.")),
+        ("action_steps", int,
+         typer.Option(protocol.action_steps, "--action-steps", help="Actions executed per chunk.")),
+        ("max_steps", int | None,
+         typer.Option(protocol.max_steps, "--max-steps", help=worded("max_steps", "Steps per episode at most."))),
+        ("videos", int, typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none.")),
+        ("embodiment", str | None, typer.Option(None, "--embodiment", help="Stats key (default: the only one).")),
+        ("dataset_key", str | None, typer.Option(None, "--dataset-key", help="Stats key: dataset.")),
+        ("device", str, device_option()),
+        ("dtype", str, dtype_option()),
+        ("as_json", bool, typer.Option(False, "--json", help="Print eval_info.json's summary for machines.")),
+    ]  # fmt: skip
+    out: list[inspect.Parameter] = []
+    for name, kind, option in common:
+        out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+        for own in (o for o in command.options if o.after == name):
+            option = typer.Option(own.default, flag(own.name), help=own.help)
+            out.append(inspect.Parameter(own.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=own.type))
+    return out
 
 
-def libero_command(suite: str) -> Any:
-    """`evo1 bench <suite>` for `libero` (all four suites) or one of them."""
-    which = "All four LIBERO suites" if suite == "libero" else f"LIBERO-{suite.split('-')[1].capitalize()}"
+def bench_command(suite: Suite) -> Callable[..., None]:
+    """The Typer command for a suite of the registry: its options (see `parameters`) and its help."""
 
-    def command(
-        checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
-        tasks: str = typer.Option("all", "--tasks", help="all, or a comma list of task names or indices (0-9)."),
-        episodes: int = typer.Option(LIBERO.episodes, "--episodes", help="Episodes per task (init states 0..N-1)."),
-        seed: int = typer.Option(LIBERO.seed, "--seed", help="Env seed; episode k's policy noise uses seed + k."),
-        workers: int = typer.Option(1, "--workers", help="Simulator processes; the policy runs batched over them."),
-        out: Path = typer.Option(Path(f"runs/bench/{suite}"), "--out", help="Report directory."),
-        action_steps: int = typer.Option(LIBERO.action_steps, "--action-steps", help="Actions executed per chunk."),
-        max_steps: int | None = typer.Option(
-            LIBERO.max_steps, "--max-steps", help="Step budget (default 220/280/300/520)."
-        ),
-        settle_steps: int = typer.Option(
-            LIBERO.settle_steps, "--settle-steps", help="Still steps after reset (not counted)."
-        ),
-        videos: int = typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none."),
-        embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
-        dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
-        device: str = device_option(),
-        dtype: str = dtype_option(),
-        as_json: bool = typer.Option(False, "--json", help="Print eval_info.json's summary for machines."),
-    ) -> None:
-        from evo1cli.bench import libero
-        from evo1cli.bench.evaluate import process_group
-        from evo1cli.bench.harness import RunSpec
+    def command(**values: Any) -> None:
+        run_command(suite, values)
 
-        if min(episodes, action_steps, workers, max_steps or 1) < 1 or min(videos, settle_steps) < 0:
-            raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
-        suites = libero.suite_names(suite)
-        names = libero.resolve_tasks(suites, tasks)
-        group = process_group()
-        fn, name, image_size = load_policy_fn(checkpoint, embodiment, dataset_key, group, device, dtype)
-        options = {"suites": suites, "settle_steps": settle_steps, "gripper": "> 0.5 -> -1 (open), else +1"}
-        spec = RunSpec(
-            "libero", episodes, seed, action_steps, image_size, videos, max_steps,
-            str(out / "videos") if videos else None, options,
-        )  # fmt: skip
-        run_suite(suite, names, spec, fn, name, workers, out, as_json, group)
-
-    command.__doc__ = f"""{which} with the standard protocol (needs the `libero` extra): success per task and suite.
-
-    Two views, 8-d state, 14 actions per chunk, binarised gripper, 10 settle steps, budgets 220/280/300/520.
-
-    Examples:
-
-      evo1 bench {suite} --checkpoint runs/libero/stage2/checkpoints/last --workers 4
-
-      evo1 bench {suite} -c CKPT --tasks 0,1 --episodes 5 --videos 2
-    """
+    command.__signature__ = inspect.Signature(parameters(suite))
+    command.__doc__ = suite.command.doc
     return command
 
 
-for _suite in ("libero", "libero-spatial", "libero-object", "libero-goal", "libero-long"):
-    app.command(_suite)(libero_command(_suite))
+def run_command(suite: Suite, values: dict[str, Any]) -> None:
+    """Check the options, choose the tasks and protocol (the suite's `plan`), load the policy, run, report."""
+    from evo1cli.bench.evaluate import process_group
+    from evo1cli.bench.suites import SETTINGS
+
+    v = values
+    max_steps = 1 if v["max_steps"] is None else v["max_steps"]  # None: each task's own budget
+    if min(v["episodes"], v["action_steps"], v["workers"], max_steps) < 1 or v["videos"] < 0:
+        raise Evo1Error("--episodes, --action-steps, --max-steps and --workers must be >= 1", field="options")
+    settings = {k: v[k] for k in (*SETTINGS, *(o.name for o in suite.command.options))}
+    names, protocol = suite.plan(v["tasks"], settings)
+    policy, name, image_size = None, "expert", protocol.image_size
+    group = process_group()
+    if v.get("policy", "checkpoint") == "checkpoint":
+        if v["checkpoint"] is None:
+            raise Evo1Error("give --checkpoint DIR, or --policy expert", field="--checkpoint")
+        policy, name, image_size = load_policy_fn(
+            v["checkpoint"], v["embodiment"], v["dataset_key"], group, v["device"], v["dtype"]
+        )
+    elif v["policy"] != "expert":
+        raise Evo1Error(f"must be checkpoint or expert, got {v['policy']!r}", field="--policy")
+    out, videos = v["out"], v["videos"]
+    protocol = protocol.replace(image_size=image_size, videos=videos, video_dir=str(out / "videos") if videos else None)
+    run_suite(suite.name, names, protocol, policy, name, v["workers"], out, v["as_json"], group)
+
+
+for _name in SUITES:
+    app.command(_name)(bench_command(get_suite(_name)))
 
 
 def load_policy_fn(
@@ -193,7 +146,15 @@ def load_policy_fn(
 
 
 def run_suite(
-    suite: str, names: list[str], spec: Any, fn: Any, name: str, workers: int, out: Path, as_json: bool, group: Any
+    suite: str,
+    names: list[str],
+    protocol: BenchProtocol,
+    policy: Policy | None,
+    name: str,
+    workers: int,
+    out: Path,
+    as_json: bool,
+    group: Any,
 ) -> None:
     """Run, then (on the main process) write the report and print it; progress shows the running success rate."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -205,19 +166,19 @@ def run_suite(
     solved = [0, 0]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True, disable=not main) as bar:
-        task = bar.add_task(suite, total=len(share(names, group)) * spec.episodes)
+        task = bar.add_task(suite, total=len(share(names, group)) * protocol.episodes)
 
         def on_episode(record: Any) -> None:
             solved[0] += int(record.success)
             solved[1] += 1
             bar.update(task, advance=1, description=f"{suite}: {solved[0]}/{solved[1]} solved")
 
-        records, levels, seconds = evaluate(spec.suite, names, spec, fn, workers, on_episode, group)
+        records, levels, seconds = evaluate(suite, names, protocol, policy, workers, on_episode, group)
     if group is not None:  # every collective is done: leave the group cleanly (gloo aborts at exit otherwise)
         group.destroy_process_group()
     if not main:
         return
-    info = eval_info(suite, spec, name, records, levels, seconds)
+    info = eval_info(suite, protocol, name, records, levels, seconds)
     paths = write_report(info, out)
     if as_json:
         print_json({k: info[k] for k in ("suite", "policy", "protocol", "tasks", "levels", "overall", "seconds")})

@@ -11,8 +11,8 @@ from evo1cli.commands.train import training_display
 
 
 def quickstart(
-    suite: str = typer.Option("single", "--suite", help="single (button-press-topdown-v3) or mt10 (ten tasks)."),
-    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="Recipe (default: the suite's in recipes/)."),
+    name: str = typer.Option("single", "--suite", help="single (button-press-topdown-v3) or mt10 (ten tasks)."),
+    recipe: Path | None = typer.Option(None, "--recipe", "-r", help="Recipe (default: --suite's in recipes/)."),
     out: Path | None = typer.Option(None, "--out", help="Training output (runs/quickstart; mt10: runs/mt10)."),
     data: Path | None = typer.Option(
         None, "--data", help="Dataset, collected if missing (data/quickstart; mt10: data/mt10)."
@@ -31,7 +31,7 @@ def quickstart(
 ) -> None:
     """Collect Meta-World demonstrations, train the tiny model in two stages, report its success rate.
 
-    Offline and CPU-only. The single-task suite takes about 15 minutes on 2 cores; mt10 (one policy, ten tasks,
+    Offline and CPU-only. The single-task quickstart takes about 15 minutes on 2 cores; mt10 (one policy, ten tasks,
     evaluated with the authors' MT10 protocol) takes under 2 hours. Running it again resumes or skips finished
     phases.
 
@@ -47,21 +47,19 @@ def quickstart(
     from evo1cli.errors import Evo1Error
     from evo1cli.quickstart import default_recipe, report_dict, swap_table
     from evo1cli.quickstart import quickstart as run
-    from evo1cli.quickstart import suite as suite_plan
 
-    plan = suite_plan(suite)
-    episodes = plan.episodes if episodes is None else episodes
-    eval_episodes = plan.eval_episodes if eval_episodes is None else eval_episodes
-    if min(episodes, eval_episodes, workers) < 1 or videos < 0:
+    recipe = recipe or default_recipe(name)
+    given = [n for n in (episodes, eval_episodes) if n is not None]
+    if min([*given, workers]) < 1 or videos < 0:
         raise Evo1Error("--episodes, --eval-episodes and --workers must be >= 1, --videos >= 0", field="options")
     with training_display(quiet=as_json) as display:
         report = run(
-            recipe or default_recipe(suite),
-            out or plan.out,
-            data or plan.data,
+            recipe,
+            name,
+            out,
+            data,
             episodes,
             eval_episodes,
-            suite,
             overrides=overrides,
             listener=display,
             progress=display.phase,
@@ -77,7 +75,7 @@ def quickstart(
     if len(report.tasks) > 1:
         print_summary(report.info, report.files)
     console.print(
-        f"{', '.join(report.tasks) if len(report.tasks) == 1 else suite}: {successes}/{len(report.results)} episodes "
+        f"{', '.join(report.tasks) if len(report.tasks) == 1 else name}: {successes}/{len(report.results)} episodes "
         f"solved, {report.success_rate:.0%} success (mean over tasks; trained on {report.episodes} demonstrations, "
         f"{report.frames} frames)\n"
         "time: " + ", ".join(f"{k} {s[k]:.0f} s ({c[k]:.0f} CPU s)" for k in s) + f"; checkpoint {report.checkpoint}"

@@ -1,4 +1,4 @@
-"""`evo1 smoke`: the offline main job until the quickstart lands (fit, save, reload, predict)."""
+"""`evo1 smoke`: a check of the model core on this machine, offline (fit, save, reload, predict)."""
 
 from __future__ import annotations
 

@@ -24,10 +24,17 @@
     stage2: {steps: 65000}
     checkpoint: {every: 5000, keep: null}
     logging: {every: 10, tensorboard: true, wandb: false}
+    collect: {episodes: 40}         # optional: scripted-expert demonstrations per task (`evo1 quickstart`)
+    evaluation:                     # optional: what the trained policy is evaluated on (`evo1 quickstart`)
+      suite: metaworld              # an `evo1 bench` suite
+      tasks: mt10                   # as its --tasks takes them (a list is joined with commas)
+      episodes: 10                  # per task
+      variations: authors           # any other setting of the suite's protocol (seed, max_steps, fast_render, ...)
 
 `load_recipe` checks every key, type and dataset path before anything starts; an error names the
 file and the dotted key. `--set key.path=value` overrides (values parsed as YAML) go through the same
-checks.
+checks. The evaluation's suite and settings are checked against the suite by whoever evaluates
+(evo1cli.quickstart), since training does not need them.
 """
 
 from __future__ import annotations
@@ -46,7 +53,6 @@ from evo1cli.model.config import NORMALIZATIONS, Evo1Config
 from evo1cli.yamlconfig import YamlReader, apply_overrides, read_yaml, show
 
 PRECISIONS = ("auto", "bf16", "fp32")
-STAGES = ("stage1", "stage2")
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,20 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class CollectSettings:
+    episodes: int  # scripted-expert demonstrations per task (of the evaluation's tasks)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The recipe's evaluation: an `evo1 bench` suite, its tasks, and settings of its protocol by name."""
+
+    suite: str
+    tasks: str | None = None  # as `evo1 bench <suite> --tasks` takes them; None: the suite's default
+    settings: dict[str, Any] = field(default_factory=dict)  # episodes, variations, seed, ... (as in the file)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     output: Path
@@ -102,6 +122,8 @@ class Recipe:
     seed: int = 0
     precision: str = "auto"
     max_nonfinite: int = 5  # consecutive non-finite steps before training stops
+    collect: CollectSettings | None = None
+    evaluation: Evaluation | None = None
     source: Path | None = None  # the YAML file it came from
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as resolved, for the run's copy
 
@@ -242,9 +264,42 @@ def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_path
     return DataSource(path, embodiment, dataset, views, weight)
 
 
+def _collect(reader: _Reader, raw: Any) -> CollectSettings | None:
+    if raw is None:
+        return None
+    data = reader.mapping(raw, "collect")
+    reader.only(data, "collect", ["episodes"])
+    if "episodes" not in data:
+        raise reader.error("collect.episodes", "missing: demonstrations per task")
+    episodes = reader.value(data["episodes"], "collect.episodes", "int")
+    if episodes < 1:
+        raise reader.error("collect.episodes", f"must be >= 1, got {episodes}")
+    return CollectSettings(episodes)
+
+
+def _evaluation(reader: _Reader, raw: Any) -> Evaluation | None:
+    if raw is None:
+        return None
+    data = dict(reader.mapping(raw, "evaluation"))
+    if "suite" not in data:
+        raise reader.error("evaluation.suite", "missing: the `evo1 bench` suite to evaluate on")
+    suite = reader.value(data.pop("suite"), "evaluation.suite", "str")
+    tasks = data.pop("tasks", None)
+    if isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks):
+        tasks = ",".join(tasks)
+    if tasks is not None and not isinstance(tasks, str):
+        raise reader.error("evaluation.tasks", f"must be a string or a list of task names, got {show(tasks)}")
+    if "episodes" in data and reader.value(data["episodes"], "evaluation.episodes", "int") < 1:
+        raise reader.error("evaluation.episodes", f"must be >= 1, got {data['episodes']}")
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            raise reader.error(f"evaluation.{key}", f"must be a single value, got {show(value)}")
+    return Evaluation(suite, tasks, data)
+
+
 TOP_LEVEL = {
     "name", "output", "seed", "precision", "max_nonfinite", "model", "data", "train", "stage1", "stage2",
-    "checkpoint", "logging",
+    "checkpoint", "logging", "collect", "evaluation",
 }  # fmt: skip
 
 
@@ -280,6 +335,8 @@ def parse_recipe(raw: Any, source: Path | None = None, check_paths: bool = True)
         seed=reader.value(raw.get("seed", 0), "seed", "int"),
         precision=precision,
         max_nonfinite=max_nonfinite,
+        collect=_collect(reader, raw.get("collect")),
+        evaluation=_evaluation(reader, raw.get("evaluation")),
         source=source,
         raw=raw,
     )

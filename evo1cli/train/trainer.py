@@ -149,6 +149,39 @@ def window_dataset(recipe: Recipe, config: Evo1Config | None = None, stats: Stat
     return WindowDataset.from_config(data.groups, config, data.augmentation, stats, data.cache_mb * 2**20)
 
 
+@dataclass
+class _Run:
+    """What a stage's loop works on once it is set up."""
+
+    policy: Evo1Policy
+    model: Any  # the policy as the accelerator prepared it (wrapped for DDP)
+    optimizer: Any
+    scheduler: Any
+    trainable: list[torch.nn.Parameter]
+    dataset: WindowDataset
+    state: TrainerState
+    log: MetricsLog | None = None  # the main process's
+
+
+class _Window:
+    """The finite steps since the last log line: how many, their summed loss and gradient norm (on the device)."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.norm = torch.zeros((), device=device)
+        self.reset()
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor) -> None:
+        self.loss += loss
+        self.norm += norm
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.start, self.steps = time.perf_counter(), 0
+        self.loss.zero_()
+        self.norm.zero_()
+
+
 class Stage:
     def __init__(self, recipe: Recipe, stage: int, accelerator: Any, listener: Listener | None):
         self.recipe = recipe
@@ -210,38 +243,65 @@ class Stage:
         )
         return iter(loader)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the stage
     def run(self, resume: bool, init: Path | None) -> StageResult:
-        acc, settings, recipe = self.accelerator, self.settings, self.recipe
-        resume_from = last_checkpoint(self.dir) if resume else None
-        if not resume and last_checkpoint(self.dir) is not None:
+        """Train from the start (or, with `resume`, from the last checkpoint) to the stage's last step."""
+        resume_from = self._resume_point(resume)
+        state = self._new_state()
+        if resume_from is not None:
+            saved = load_trainer_state(resume_from)
+            if saved.step >= self.settings.steps:
+                self.emit("done", checkpoint=str(resume_from), steps=saved.step, resumed=True)
+                return StageResult(self.stage, resume_from, saved.step, saved.skipped, 0.0, None)
+            self._continue_from(state, saved)
+        run = self._set_up(state, resume_from, init)
+        self._announce(run, resume_from)
+        run.log = self._open_log(state.step)
+        try:
+            result = self._loop(run)
+        finally:
+            if run.log is not None:
+                run.log.close()
+        self.emit("done", checkpoint=str(result.checkpoint), steps=state.step, seconds=result.seconds,
+                  interrupted=result.interrupted)  # fmt: skip
+        return result
+
+    def _resume_point(self, resume: bool) -> Path | None:
+        """The checkpoint to resume from (None: a fresh start); a fresh start over checkpoints is refused."""
+        last = last_checkpoint(self.dir)
+        if not resume and last is not None:
             raise Evo1Error("already has checkpoints: add --resume to continue, or choose another --out", path=self.dir)
-        state = TrainerState(
+        return last if resume else None
+
+    def _new_state(self) -> TrainerState:
+        settings = self.settings
+        return TrainerState(
             stage=self.stage,
             step=0,
             steps=settings.steps,
-            seed=recipe.seed,
-            world_size=acc.num_processes,
+            seed=self.recipe.seed,
+            world_size=self.accelerator.num_processes,
             batch_size=settings.batch_size,
             grad_accumulation=settings.grad_accumulation,
         )
-        if resume_from is not None:
-            saved = load_trainer_state(resume_from)
-            if saved.step >= settings.steps:
-                self.emit("done", checkpoint=str(resume_from), steps=saved.step, resumed=True)
-                return StageResult(self.stage, resume_from, saved.step, saved.skipped, 0.0, None)
-            topology = (saved.world_size, saved.batch_size, saved.grad_accumulation)
-            now = (state.world_size, state.batch_size, state.grad_accumulation)
-            if topology != now:
-                self.emit(
-                    "warning",
-                    message=f"resuming with (processes, batch, accumulation) = {now} instead of {topology}: "
-                    "the data order differs from an uninterrupted run",
-                )
-            state.step, state.nonfinite_streak, state.skipped = saved.step, saved.nonfinite_streak, saved.skipped
 
+    def _continue_from(self, state: TrainerState, saved: TrainerState) -> None:
+        """Take over the saved counters; warn when the topology changed (the data order then differs)."""
+        topology = (saved.world_size, saved.batch_size, saved.grad_accumulation)
+        now = (state.world_size, state.batch_size, state.grad_accumulation)
+        if topology != now:
+            self.emit(
+                "warning",
+                message=f"resuming with (processes, batch, accumulation) = {now} instead of {topology}: "
+                "the data order differs from an uninterrupted run",
+            )
+        state.step, state.nonfinite_streak, state.skipped = saved.step, saved.nonfinite_streak, saved.skipped
+
+    def _set_up(self, state: TrainerState, resume_from: Path | None, init: Path | None) -> _Run:
+        """The policy (stats from its data), its optimizer and schedule (restored on resume), prepared."""
+        settings = self.settings
         policy = self._initial_policy(resume_from, init)
-        dataset = window_dataset(recipe, policy.config, policy.stats if len(policy.stats) else None)
+        dataset = window_dataset(self.recipe, policy.config, policy.stats if len(policy.stats) else None)
         policy.stats = dataset.stats
         policy.freeze_backbone(self.stage == 1)
         if settings.gradient_checkpointing and self.stage == 2:
@@ -252,129 +312,141 @@ class Stage:
             optimizer.load_state_dict(saved_state["optimizer"])
             scheduler.load_state_dict(saved_state["scheduler"])
             restore_rng_states(saved_state["rng"])
-        model, optimizer = acc.prepare(policy, optimizer)
+        model, optimizer = self.accelerator.prepare(policy, optimizer)
         trainable = [p for p in policy.parameters() if p.requires_grad]
+        return _Run(policy, model, optimizer, scheduler, trainable, dataset, state)
 
-        effective = settings.batch_size * acc.num_processes * settings.grad_accumulation
+    @property
+    def effective_batch(self) -> int:
+        """Examples per optimizer step, over all processes."""
+        return self.settings.batch_size * self.accelerator.num_processes * self.settings.grad_accumulation
+
+    def _announce(self, run: _Run, resume_from: Path | None) -> None:
+        acc, settings = self.accelerator, self.settings
         self.emit(
             "start",
             out=str(self.dir),
             steps=settings.steps,
-            start_step=state.step,
+            start_step=run.state.step,
             resumed_from=None if resume_from is None else str(resume_from),
             batch_size=settings.batch_size,
             processes=acc.num_processes,
             grad_accumulation=settings.grad_accumulation,
-            effective_batch=effective,
-            trainable=sum(p.numel() for p in trainable),
-            parameters=sum(p.numel() for p in policy.parameters()),
-            windows=len(dataset),
-            datasets=[f"{g.embodiment}/{g.dataset}" for g in recipe.data.groups],
+            effective_batch=self.effective_batch,
+            trainable=sum(p.numel() for p in run.trainable),
+            parameters=sum(p.numel() for p in run.policy.parameters()),
+            windows=len(run.dataset),
+            datasets=[f"{g.embodiment}/{g.dataset}" for g in self.recipe.data.groups],
             device=str(acc.device),
             precision="fp32" if acc.mixed_precision == "no" else acc.mixed_precision,
             distributed=str(acc.distributed_type),
         )
-        log = None
-        if acc.is_main_process:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            log = MetricsLog(
-                self.dir, state.step, recipe.logging.tensorboard, recipe.logging.wandb,
-                recipe.logging.wandb_project, f"{recipe.name}-stage{self.stage}", recipe.raw,
-            )  # fmt: skip
 
-        def save() -> Path:
-            acc.wait_for_everyone()
-            self._check_replicas(trainable)
-            path = self.dir
-            if acc.is_main_process:
-                unwrapped = acc.unwrap_model(model)
-                path = save_checkpoint(
-                    self.dir, unwrapped, state, optimizer.state_dict(), scheduler.state_dict(), recipe.checkpoint.keep
-                )
-                self.emit("checkpoint", path=str(path), step=state.step)
-            acc.wait_for_everyone()
-            return path
+    def _open_log(self, step: int) -> MetricsLog | None:
+        """The stage's metrics log (the main process only), continuing at `step`."""
+        if not self.accelerator.is_main_process:
+            return None
+        logging = self.recipe.logging
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return MetricsLog(
+            self.dir, step, logging.tensorboard, logging.wandb, logging.wandb_project,
+            f"{self.recipe.name}-stage{self.stage}", self.recipe.raw,
+        )  # fmt: skip
 
-        batches = self._loader(dataset, state.step)
-        started = time.perf_counter()
-        window_start, window_steps = time.perf_counter(), 0
-        window_loss = torch.zeros((), device=acc.device)
-        window_norm = torch.zeros((), device=acc.device)
+    # ------------------------------------------------------------------ the loop
+    def _loop(self, run: _Run) -> StageResult:
+        """Steps until the last one, a Ctrl-C (checkpoint, then stop) or a non-finite streak (checkpoint, raise)."""
+        settings, recipe, state = self.settings, self.recipe, run.state
+        batches = self._loader(run.dataset, state.step)
+        started, first_step = time.perf_counter(), state.step
+        window = _Window(self.accelerator.device)
         last_loss: float | None = None
         checkpoint = None
         interrupted = False
-        first_step = state.step
-        model.train()
+        run.model.train()
         with self._interruptible():
             while state.step < settings.steps:
-                loss, norm = self._step(model, optimizer, trainable, batches, state.step)
-                finite = bool(torch.isfinite(norm))  # the norm of all-reduced gradients: every rank agrees
-                if finite:
-                    optimizer.step()
-                    state.nonfinite_streak = 0
-                    window_loss += loss
-                    window_norm += norm
-                    window_steps += 1
-                else:
-                    state.nonfinite_streak += 1
-                    state.skipped += 1
-                    record = {"loss": _number(loss), "grad_norm": _number(norm), "streak": state.nonfinite_streak}
-                    self.emit("skip", step=state.step + 1, **record)
-                    if log is not None:
-                        log.log(state.step + 1, {"event": "nonfinite", **record})
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                state.step += 1
-
+                self._advance(run, batches, window)
                 if state.nonfinite_streak >= recipe.max_nonfinite:
-                    checkpoint = save()
-                    if log is not None:
-                        log.close()
+                    checkpoint = self._save(run)
                     raise TrainingStopped(
                         f"{state.nonfinite_streak} steps in a row with a non-finite loss or gradient "
                         f"(up to step {state.step}); the last good weights are in {checkpoint}",
                         path=self.dir,
                     )
                 done = state.step == settings.steps
-                if window_steps and (state.step % recipe.logging.every == 0 or done):
-                    mean_loss = acc.reduce(window_loss / window_steps, "mean")
-                    elapsed = time.perf_counter() - window_start
-                    steps_done = state.step - first_step
-                    rate = steps_done / (time.perf_counter() - started)
-                    values = {
-                        "loss": float(mean_loss),
-                        "lr": scheduler.get_last_lr()[0],
-                        "grad_norm": float(window_norm / window_steps),
-                        "samples_per_s": window_steps * effective / max(elapsed, 1e-9),
-                        "skipped": state.skipped,
-                    }
-                    last_loss = values["loss"]
-                    if log is not None:
-                        log.log(state.step, values)
-                    self.emit(
-                        "log", step=state.step, steps=settings.steps,
-                        eta_s=(settings.steps - state.step) / max(rate, 1e-9), **values,
-                    )  # fmt: skip
-                    window_start, window_steps = time.perf_counter(), 0
-                    window_loss.zero_()
-                    window_norm.zero_()
+                if window.steps and (state.step % recipe.logging.every == 0 or done):
+                    rate = (state.step - first_step) / (time.perf_counter() - started)
+                    last_loss = self._log(run, window, rate)
                 if done or state.step % recipe.checkpoint.every == 0:
-                    checkpoint = save()
+                    checkpoint = self._save(run)
                 if self._stop_requested and not done:
                     if state.step % recipe.checkpoint.every:
-                        checkpoint = save()
+                        checkpoint = self._save(run)
                     interrupted = True
                     break
-        if log is not None:
-            log.close()
         assert checkpoint is not None or interrupted
-        result = StageResult(
+        return StageResult(
             self.stage, checkpoint or self.dir, state.step, state.skipped,
             time.perf_counter() - started, last_loss, interrupted,
         )  # fmt: skip
-        self.emit("done", checkpoint=str(result.checkpoint), steps=state.step, seconds=result.seconds,
-                  interrupted=interrupted)  # fmt: skip
-        return result
+
+    def _advance(self, run: _Run, batches: Iterator[Any], window: _Window) -> None:
+        """One optimizer step; a step whose gradient norm is not finite is skipped (no update) and logged."""
+        state = run.state
+        loss, norm = self._step(run.model, run.optimizer, run.trainable, batches, state.step)
+        finite = bool(torch.isfinite(norm))  # the norm of all-reduced gradients: every rank agrees
+        if finite:
+            run.optimizer.step()
+            state.nonfinite_streak = 0
+            window.add(loss, norm)
+        else:
+            state.nonfinite_streak += 1
+            state.skipped += 1
+            record = {"loss": _number(loss), "grad_norm": _number(norm), "streak": state.nonfinite_streak}
+            self.emit("skip", step=state.step + 1, **record)
+            if run.log is not None:
+                run.log.log(state.step + 1, {"event": "nonfinite", **record})
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+        state.step += 1
+
+    def _log(self, run: _Run, window: _Window, rate: float) -> float:
+        """Log the window's means (the loss averaged over processes), start a new window; returns the loss."""
+        settings, state = self.settings, run.state
+        mean_loss = self.accelerator.reduce(window.loss / window.steps, "mean")
+        elapsed = time.perf_counter() - window.start
+        values = {
+            "loss": float(mean_loss),
+            "lr": run.scheduler.get_last_lr()[0],
+            "grad_norm": float(window.norm / window.steps),
+            "samples_per_s": window.steps * self.effective_batch / max(elapsed, 1e-9),
+            "skipped": state.skipped,
+        }
+        if run.log is not None:
+            run.log.log(state.step, values)
+        self.emit(
+            "log", step=state.step, steps=settings.steps,
+            eta_s=(settings.steps - state.step) / max(rate, 1e-9), **values,
+        )  # fmt: skip
+        window.reset()
+        return values["loss"]
+
+    def _save(self, run: _Run) -> Path:
+        """A checkpoint of every process's (checked identical) weights, written by the main process."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        self._check_replicas(run.trainable)
+        path = self.dir
+        if acc.is_main_process:
+            unwrapped = acc.unwrap_model(run.model)
+            path = save_checkpoint(
+                self.dir, unwrapped, run.state, run.optimizer.state_dict(), run.scheduler.state_dict(),
+                self.recipe.checkpoint.keep,
+            )  # fmt: skip
+            self.emit("checkpoint", path=str(path), step=run.state.step)
+        acc.wait_for_everyone()
+        return path
 
     def _step(
         self, model: Any, optimizer: Any, trainable: list[torch.nn.Parameter], batches: Iterator[Any], step: int
