@@ -15,10 +15,10 @@ from conftest import Running, make_stats
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from evo1cli.client import wire
+from evo1cli.client.remote import ChunkExecutor, PolicyClient, RequestError
 from evo1cli.model.policy import Evo1Policy, Observation
 from evo1cli.runtime.policy import chunk_noise
-from evo1cli.serving import wire
-from evo1cli.serving.client import ChunkExecutor, PolicyClient, RequestError
 
 SEED = 7
 
@@ -240,9 +240,9 @@ def test_a_timed_out_request_closes_the_session_so_its_late_reply_is_never_taken
 
 
 def test_a_query_seed_gives_the_same_chunk_remotely_and_locally(running, policy):
+    from evo1cli.client.chunks import Query
+    from evo1cli.client.remote import RemotePolicy
     from evo1cli.runtime.policy import LocalPolicy
-    from evo1cli.serving.chunks import Query
-    from evo1cli.serving.client import RemotePolicy
 
     queries = [Query([image(3)], np.full(8, 0.1, np.float32), "reach", seed=4042, index=i) for i in (0, 1)]
     with PolicyClient(running.url) as client:
@@ -318,7 +318,7 @@ def test_fuzz_thousands_of_malformed_frames(running, policy):
 
 
 def test_client_needs_no_torch():
-    code = "import sys, evo1cli.serving.client; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, evo1cli.client.remote; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

@@ -153,8 +153,8 @@ def predict(
 
     Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
     """
+    from evo1cli.client.chunks import Query
     from evo1cli.runtime.policy import LocalPolicy
-    from evo1cli.serving.chunks import Query
 
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")

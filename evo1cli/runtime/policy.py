@@ -4,7 +4,7 @@
     chunks = policy.infer([Query([rgb], state, "Pick up the cube", seed=4042, index=0)])
 
 `LocalPolicy` runs a checkpoint on a device in one batched forward pass per `infer`; the remote side,
-`evo1cli.serving.client.RemotePolicy`, asks `evo1 serve` (which runs a `LocalPolicy`). `open_policy`
+`evo1cli.client.remote.RemotePolicy`, asks `evo1 serve` (which runs a `LocalPolicy`). `open_policy`
 gives either from a command's `--checkpoint` / `--server` options.
 
 Noise: a query with a `seed` starts its chunk from `chunk_noise(seed, index)`, a function of (episode
@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from evo1cli.client.chunks import Query
 from evo1cli.model.flow_matching import uniform_noise
 from evo1cli.model.policy import Evo1Policy, Observation
 from evo1cli.runtime.device import Placement
-from evo1cli.serving.chunks import Query
 
 if TYPE_CHECKING:
-    from evo1cli.serving.client import RemotePolicy
+    from evo1cli.client.remote import RemotePolicy
 
 SEED_STRIDE = 100_003  # a prime larger than any episode's query count: (seed, index) pairs never collide
 
@@ -67,6 +67,13 @@ class LocalPolicy:
     def image_size(self) -> int:
         return self.model.config.image_size
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return describe(self.model)
+
+    def close(self) -> None:
+        """Nothing to free: the model stays loaded for whoever holds it."""
+
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         if not queries:
             return []
@@ -81,6 +88,20 @@ class LocalPolicy:
         return self.model.predict(observations, noise=noise, num_steps=self.num_steps)
 
 
+def describe(model: Evo1Policy) -> dict[str, Any]:
+    """What a checkpoint accepts and answers: its model, horizon and stats keys with their dims (the model
+    part of the metadata `evo1 serve` sends on connect)."""
+    config, entries = model.config, model.stats.entries
+    return {
+        "model": {"backbone": config.backbone, "image_size": config.image_size, "num_views": config.num_views},
+        "horizon": config.horizon,
+        "action_dims": {f"{e}/{d}": s.action.dim for (e, d), s in entries.items()},
+        "state_dims": {f"{e}/{d}": s.state.dim for (e, d), s in entries.items()},
+        "stats_keys": [{"embodiment": e, "dataset": d} for e, d in entries],
+        "relative_actions": config.relative_actions,
+    }
+
+
 def open_policy(
     checkpoint: str | Path | None,
     server: str | None,
@@ -92,7 +113,7 @@ def open_policy(
 ) -> LocalPolicy | RemotePolicy:
     """A command's policy: a local checkpoint (on `placement`) or a running `evo1 serve`."""
     if server is not None:
-        from evo1cli.serving.client import PolicyClient, RemotePolicy
+        from evo1cli.client.remote import PolicyClient, RemotePolicy
 
         return RemotePolicy(PolicyClient(server, token=token, retries=3, timeout_s=timeout_s), embodiment, dataset)
     assert checkpoint is not None and placement is not None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.serving.chunks import Policy, Query
+from evo1cli.client.chunks import Policy, Query
 
 
 class Circle:
@@ -38,6 +38,13 @@ class Circle:
         pose[self.joints[0]] += self.radius
         return pose
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"policy": "circle", "horizon": self.horizon}
+
+    def close(self) -> None:
+        pass
+
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         a, b = self.joints
         out = []
@@ -58,6 +65,13 @@ class Delayed:
     def __init__(self, policy: Policy, delay_s: float):
         self.policy, self.delay_s = policy, delay_s
         self.model: Any = getattr(policy, "model", None)  # what `evo1 serve` describes in its metadata
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.policy.metadata
+
+    def close(self) -> None:
+        self.policy.close()
 
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         start = time.perf_counter()

@@ -24,6 +24,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 9000  # where `evo1 serve` listens unless told otherwise
+DEFAULT_URL = f"ws://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where clients look for it
 MSGPACK, AUTHORS = "msgpack", "authors"
 SUBPROTOCOL = "evo1.msgpack"  # clients that offer it get the metadata message on connect
 MAX_VIEWS = 3

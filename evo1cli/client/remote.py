@@ -1,6 +1,6 @@
-"""A light client for `evo1 serve`: needs only numpy, msgpack and websockets (no torch).
+"""The websocket client of `evo1 serve`: needs only numpy, msgpack and websockets (no torch).
 
-client = PolicyClient("ws://127.0.0.1:9000", token=None)      # retries until the server is up
+client = PolicyClient(wire.DEFAULT_URL, token=None)           # retries until the server is up
 chunk = client.infer([rgb], state, "Press a button")          # (H, action dims) float32
 run = ChunkExecutor(client, execute=15)                       # one action per control tick
 action = run.act([rgb], state, "Press a button")              # re-queries when 15 are used
@@ -26,7 +26,8 @@ from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from . import wire  # relative: `evo1 bench robotwin --export-plugin` ships this package as-is
-from .chunks import ActionQueue, Query
+from .broker import ChunkBroker
+from .chunks import Query
 
 RequestError = wire.RequestError
 
@@ -34,7 +35,7 @@ RequestError = wire.RequestError
 class PolicyClient:
     def __init__(
         self,
-        url: str = "ws://127.0.0.1:9000",
+        url: str = wire.DEFAULT_URL,
         token: str | None = None,
         retries: int = 30,
         retry_delay_s: float = 0.5,
@@ -158,6 +159,11 @@ class RemotePolicy:
         self.client = client
         self.embodiment, self.dataset = embodiment, dataset
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the server sent on connect."""
+        return self.client.metadata
+
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         return [
             np.asarray(
@@ -183,12 +189,12 @@ class ChunkExecutor:
 
     def __init__(self, client: PolicyClient, execute: int | None = None, **keys: str | None):
         self.policy = RemotePolicy(client, keys.get("embodiment"), keys.get("dataset"))
-        self.queue = ActionQueue(execute)
+        self.broker = ChunkBroker(self.policy, execute)
 
     def reset(self) -> None:
-        self.queue.reset()
+        self.broker.reset()
 
     def act(self, images: Sequence[np.ndarray | None], state: np.ndarray | Sequence[float], prompt: str) -> np.ndarray:
-        if self.queue.due:
-            self.queue.push(self.policy.infer([Query(images, state, prompt)])[0])
-        return self.queue.pop()
+        action = self.broker.act(lambda: Query(images, state, prompt))
+        assert action is not None  # a synchronous broker without a stop always answers
+        return action
