@@ -1,4 +1,5 @@
-"""The package's import graph keeps its boundaries: recording only under collect/, drivers blind to their fakes."""
+"""The package's import graph keeps its boundaries: recording only under collect/, drivers blind to their fakes,
+robots/ hardware only, the light client free of torch."""
 
 from __future__ import annotations
 
@@ -59,3 +60,14 @@ def test_the_client_package_needs_no_torch():
     absolute = [p.name for p in (PACKAGE / "client").glob("*.py") if "import evo1cli" in p.read_text()
                 or "from evo1cli" in p.read_text()]  # fmt: skip
     assert absolute == []  # relative imports only: the package ships as-is in the RoboTwin plug-in
+
+
+def test_robots_is_hardware_only():
+    """robots/ knows nothing of policies (client, runtime, model, serving), the loops above it (deploy, collect,
+    bench) or the commands: besides itself only the error type, the YAML loader, file helpers and the video
+    encoder (the fake camera writes its rehearsal clip with it)."""
+    allowed = ("evo1cli.robots", "evo1cli.errors", "evo1cli.yamlconfig", "evo1cli.fileio", "evo1cli.data.video")
+    graph = imports()
+    found = {t for m, ts in graph.items() if m.startswith("evo1cli.robots") for t in ts}
+    assert {t for t in found if not t.startswith(allowed)} == set()
+    assert any(m.startswith("evo1cli.deploy") for m in graph)  # the walk sees the package it keeps apart

@@ -22,14 +22,15 @@ from evo1cli.collect.teleop import HandGuiding, KeyboardJog, record_teleop
 from evo1cli.data.format import STAGING_DIR, load_meta
 from evo1cli.data.reader import read_episode
 from evo1cli.data.validate import validate
+from evo1cli.deploy.fakes import Circle, Delayed
+from evo1cli.deploy.replay import load_replay
+from evo1cli.deploy.rollout import Execution, check_chunk, run_rollout
 from evo1cli.errors import Evo1Error
 from evo1cli.model.checkpoint import save_policy
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy
 from evo1cli.robots.base import RobotError
-from evo1cli.robots.fakes.policies import Circle, Delayed
-from evo1cli.robots.rollout import Execution, check_chunk, load_replay, run_rollout
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.policy import open_policy
 

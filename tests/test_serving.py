@@ -212,7 +212,7 @@ def test_chunk_executor_requeries_when_the_chunk_is_used(running):
 
 
 def test_a_timed_out_request_closes_the_session_so_its_late_reply_is_never_taken(policy):
-    from evo1cli.robots.fakes.policies import Delayed
+    from evo1cli.deploy.fakes import Delayed
     from evo1cli.runtime.policy import LocalPolicy
 
     class SlowOnRequest:  # 1.5 s for the prompt "slow", at once otherwise

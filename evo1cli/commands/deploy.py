@@ -64,7 +64,8 @@ def deploy(
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
     from evo1cli.collect.dataset import Layout, Recorder, open_dataset
-    from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
+    from evo1cli.deploy.replay import load_replay
+    from evo1cli.deploy.rollout import INFERENCE, Execution, run_rollout
     from evo1cli.robots.session import RobotSession, load_robot
     from evo1cli.runtime.policy import open_policy
 

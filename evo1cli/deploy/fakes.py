@@ -1,4 +1,5 @@
-"""Scripted policies for rehearsing the deploy loop and measuring it: no model, known motion.
+"""Scripted policies for rehearsing the deploy loop and measuring it: no model, known motion (the tests
+and benchmarks/deploy_async.py use them).
 
     Circle(center, radius)   a closed-loop plan: from the measured joints, continue around a circle in two
                              joints (the base and the flange roll: the flange stays where it is)

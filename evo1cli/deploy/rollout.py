@@ -14,7 +14,7 @@
       sleep     until tick k + 1 (`ticks.TickClock`, whose docstring states the late-tick rule)
 
 The policy is any `chunks.Policy`: a local checkpoint or a remote `evo1 serve` (`runtime.policy.open_policy`),
-or a recorded episode (`ReplayPolicy`). The chunks come through a `ChunkBroker`. The loop ends after
+or a recorded episode (`replay.ReplayPolicy`). The chunks come through a `ChunkBroker`. The loop ends after
 `max_seconds` (or `max_ticks`), on Ctrl-C (the safety layer has already stopped the arm; the loop ends
 within one tick, also while it waits for a query) or on a safety stop, and returns its `Cadence`.
 """
@@ -50,44 +50,6 @@ class Execution:
     @property
     def asynchronous(self) -> bool:
         return self.inference == "async"
-
-
-class ReplayPolicy:
-    """A recorded episode's actions as a policy: one chunk of all of them, executed from tick 0 in one
-    synchronous query (`action_steps` = `max_ticks` = its length), through the same queue and safety
-    layer as any policy. `start` is the recorded first pose, to move to (slowly) before replaying."""
-
-    def __init__(self, actions: np.ndarray, start: np.ndarray):
-        self.actions = np.asarray(actions, dtype=np.float64)
-        self.start = np.asarray(start, dtype=np.float64)
-
-    def infer(self, queries: list[Query]) -> list[np.ndarray]:
-        return [self.actions for _ in queries]
-
-
-def load_replay(dataset: str, episode: int, config: Any) -> ReplayPolicy:
-    """Episode `episode` of a recorded dataset as a `ReplayPolicy` for the robot of `config`."""
-    from evo1cli.data.format import load_meta
-    from evo1cli.data.reader import read_episode
-    from evo1cli.errors import Evo1Error
-
-    meta = load_meta(dataset)
-    if not 0 <= episode < len(meta.episodes):
-        raise Evo1Error(f"the dataset has episodes 0..{len(meta.episodes) - 1}", path=dataset, field="--episode")
-    if abs(meta.fps - config.control_hz) > 1e-6:
-        raise Evo1Error(
-            f"recorded at {meta.fps} fps but the robot runs at {config.control_hz:g} Hz (--set control_hz={meta.fps})",
-            path=dataset,
-            field="fps",
-        )
-    table = read_episode(meta, episode)
-    assert table is not None  # read_episode raises on a problem by default
-    dof = len(config.joints)
-    if table.action.shape[1] != dof:
-        raise Evo1Error(f"actions have {table.action.shape[1]} dims; the {config.robot} has {dof} joints",
-                        path=dataset, field="action")  # fmt: skip
-    start = table.state[0] if table.state.shape[1] == dof else table.action[0]
-    return ReplayPolicy(table.action, start)
 
 
 @dataclass
