@@ -6,7 +6,8 @@ run = ChunkExecutor(client, execute=15)                       # one action per c
 action = run.act([rgb], state, "Press a button")              # re-queries when 15 are used
 policy = RemotePolicy(client)                                 # the policy interface (chunks.Policy)
 
-Every request carries an id and its reply must echo it. A request that times out closes the connection
+Every request carries an id and its reply must echo it (a reply without it, or with another, is refused:
+field "id"). A request that times out closes the connection
 (the next request opens a new one), so a late reply can never be taken for the answer to a newer request.
 Keep-alive pings are off by default: a long inference on a busy server must not look like a dead peer.
 Failures raise `wire.RequestError(field, message)`: the server's error replies, and "connection" (cannot
@@ -128,9 +129,12 @@ class PolicyClient:
         except (WebSocketException, OSError) as err:
             self._drop()
             raise RequestError("connection", f"lost {self.url} ({type(err).__name__}: {err})") from None
-        if reply.get("id") != request_id:
+        if "id" not in reply:  # the protocol: a reply echoes its request's id
             self._drop()
-            raise RequestError("id", f"the reply answers request {reply.get('id')!r}, not {request_id}")
+            raise RequestError("id", f"{self.url} sent a reply without the id of request {request_id}")
+        if reply["id"] != request_id:
+            self._drop()
+            raise RequestError("id", f"the reply answers request {reply['id']!r}, not {request_id}")
         if "error" in reply:
             raise RequestError(reply["error"].get("field", "?"), reply["error"].get("message", "?"))
         return reply

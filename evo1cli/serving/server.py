@@ -151,6 +151,7 @@ class PolicyServer:
             actions, infer_ms, batch = await self._infer(self._query(request))
         except wire.RequestError as err:
             self.stats.errors += 1
+            request_id = err.request_id if request_id is None else request_id  # refused while parsing: its own id
             return wire.error_reply(protocol, err.field, err.message, request_id)
         except Evo1Error as err:
             self.stats.errors += 1
