@@ -44,7 +44,7 @@ def tiny_policy(image_size: int):
 
 def authors_loop(tasks: list[str], episodes: int, max_steps: int, policy, image_size: int) -> int:
     """The authors' client shape: render every step, query per environment; returns episodes run."""
-    from evo1cli.serving.chunks import Query
+    from evo1cli.client.chunks import Query
     from evo1cli.sim.metaworld import MetaWorldEnv, episode_variation
 
     done = 0

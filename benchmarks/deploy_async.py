@@ -6,7 +6,7 @@ machine the decoders can fall behind, which is the cameras' problem, not the loo
 
     tiny          the tiny model (random weights, 112 px, H = 50), local, on the device `auto` picks
     tiny+300ms    the same, through `evo1 serve` (loopback websocket), answering no sooner than 300 ms
-    circle+300ms  a scripted closed-loop policy (`robots.fakes.policies.Circle`: 2 units per action around a
+    circle+300ms  a scripted closed-loop policy (`deploy.fakes.Circle`: 2 units per action around a
                   circle in two joints, from the measured pose), answering after 300 ms
 
 the loop runs `--seconds` in sync and in async mode, alternately, `--repeats` times (the machine is
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from serving import in_thread, stop  # benchmarks/serving.py: a server on a background event loop
 
+from evo1cli.deploy.fakes import Circle, Delayed
+from evo1cli.deploy.rollout import Execution, run_rollout
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy
-from evo1cli.robots.fakes.policies import Circle, Delayed
-from evo1cli.robots.rollout import Execution, run_rollout
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.device import choose_placement
 from evo1cli.runtime.policy import LocalPolicy, open_policy

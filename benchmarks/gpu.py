@@ -29,12 +29,12 @@ import torch
 from serving import throughput  # benchmarks/serving.py
 from train_step import sync, worker  # benchmarks/train_step.py
 
+from evo1cli.client.chunks import Query
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy
 from evo1cli.runtime.device import choose_placement
 from evo1cli.runtime.policy import LocalPolicy
-from evo1cli.serving.chunks import Query
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- benchmarks/gpu.py: begin -->", "<!-- benchmarks/gpu.py: end -->"

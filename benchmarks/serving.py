@@ -26,11 +26,11 @@ import numpy as np
 from websockets.asyncio.server import serve
 from websockets.sync.client import connect
 
+from evo1cli.client import wire
+from evo1cli.client.remote import PolicyClient
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import NormStats, StatsTable
 from evo1cli.model.policy import Evo1Policy
-from evo1cli.serving import wire
-from evo1cli.serving.client import PolicyClient
 from evo1cli.serving.server import PolicyServer, ServeOptions
 
 

@@ -1,4 +1,8 @@
-"""The one exception type that the CLI turns into a one-line message and a non-zero exit."""
+"""`Evo1Error`: bad input, files or settings, as a one-line message naming file and field.
+
+The CLI turns it into that line on stderr and exit code 1, as it does the robots' `RobotError` and the
+client's `wire.RequestError` (evo1cli/commands/__init__.py).
+"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evo1cli.serving.chunks import ActionQueue, LatencyEstimate, lead_ticks
+from evo1cli.client.chunks import ActionQueue, LatencyEstimate, lead_ticks
 
 PERIOD = 1 / 30
 
@@ -170,3 +170,86 @@ def test_a_latency_spike_is_absorbed_by_the_rest_of_the_chunk():
     executed, waits, _, _ = simulate(latencies, execute=25)
     assert waits == 0  # the chunk (50 actions) still had actions for those ticks, past `execute`
     np.testing.assert_allclose(executed, np.arange(len(executed)))
+
+
+# ------------------------------------------------------------------------------- the broker and the tick clock
+class Counting:
+    """A policy that knows the time: the chunk answers the query's `index` (a tick number) with `plan`."""
+
+    def __init__(self, length: int = 5, delay_s: float = 0.0):
+        self.length, self.delay_s, self.asked = length, delay_s, []
+        self.metadata: dict = {}
+
+    def infer(self, queries):
+        import time
+
+        time.sleep(self.delay_s)
+        self.asked.extend(q.index for q in queries)
+        return [plan(q.index, self.length) for q in queries]
+
+    def close(self) -> None:
+        pass
+
+
+def test_sync_broker_observes_only_when_it_asks():
+    from evo1cli.client.broker import ChunkBroker
+    from evo1cli.client.chunks import Query
+
+    policy, observed = Counting(length=5), []
+    broker = ChunkBroker(policy, execute=3)
+
+    def observe() -> Query:
+        observed.append(broker.queue.tick)
+        return Query([], (), "p", index=broker.queue.tick)
+
+    actions = [broker.act(observe)[0] for _ in range(7)]
+    assert actions == list(range(7)) and observed == [0, 3, 6] and policy.asked == [0, 3, 6]
+    assert broker.queries == broker.waits == 3 and len(broker.infer_s) == 3
+    broker.reset()
+    assert broker.act(observe)[0] == 0 and broker.queue.tick == 1  # a new episode starts a new chunk
+
+
+def test_async_broker_asks_ahead_and_a_threaded_wait_ends_on_a_stop():
+    from evo1cli.client.broker import ChunkBroker
+    from evo1cli.client.chunks import Query
+
+    broker = ChunkBroker(Counting(length=8), execute=6, asynchronous=True, period_s=0.001, lead=2)
+    observe = lambda: Query([], (), "p", index=broker.queue.tick)  # noqa: E731
+    assert broker.warm_up(observe) and broker.queries == 1
+    actions = [broker.act(observe)[0] for _ in range(20)]
+    assert actions == list(range(20))  # every tick's own action, whenever its chunk arrived
+    assert broker.queries > 3 and broker.lead == 2
+    broker.close()
+    stop = [False]
+    slow = ChunkBroker(Counting(delay_s=5.0), threaded=True, period_s=0.01, stopped=lambda: stop[0])
+    import threading
+    import time
+
+    threading.Timer(0.1, lambda: stop.__setitem__(0, True)).start()
+    start = time.monotonic()
+    assert slow.act(observe) is None and time.monotonic() - start < 1.0
+    slow.close()
+
+
+def test_tick_clock_late_tick_rule():
+    from evo1cli.robots.ticks import TickClock
+
+    now, slept = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    ticks = TickClock(0.1, clock=lambda: now[0], sleep=sleep)
+    now[0] += 0.02  # on time: sleep to the slot's end
+    ticks.wait()
+    now[0] += 0.13  # 0.03 late: no sleep, the next tick is shorter to make it up
+    ticks.wait()
+    now[0] += 0.05
+    ticks.wait()
+    assert slept == [0.08, 0.02] and ticks.over_budget == 1 and now[0] == pytest.approx(0.3)
+    now[0] += 0.35  # more than a whole period late: the schedule restarts from now
+    ticks.wait()
+    now[0] += 0.04
+    ticks.wait()
+    assert ticks.over_budget == 2 and slept[-1] == pytest.approx(0.06) and ticks.elapsed() == pytest.approx(0.75)

@@ -211,10 +211,10 @@ def test_expert_through_the_harness_solves_mt10_tasks(tmp_path):
 
 
 def test_chunk_noise_depends_on_the_episode_and_query_only(tiny_config):
+    from evo1cli.client.chunks import Query
     from evo1cli.model.normalization import NormStats, StatsTable
     from evo1cli.model.policy import Evo1Policy
     from evo1cli.runtime.policy import LocalPolicy
-    from evo1cli.serving.chunks import Query
 
     stats = StatsTable()
     stats.add("metaworld", "mw", NormStats.identity(8, 4))

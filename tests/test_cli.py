@@ -136,6 +136,6 @@ def test_predict_announces_the_placement_and_runs_in_it(checkpoint):
     assert a_info["placement"] == "cpu as asked; float32 as asked"
     assert (b_info["device"], b_info["dtype"]) == ("cpu", "bfloat16")
     human = evo1(*common, "--device", "cpu", "--dtype", "float32")
-    assert human.stdout.startswith("device cpu, float32 (cpu as asked; float32 as asked)")  # the banner
+    assert human.stderr.startswith("device cpu, float32 (cpu as asked; float32 as asked)")  # the banner, on stderr
     assert a.shape == b.shape == (50, 4) and not np.array_equal(a, b)  # really ran in another precision
     assert np.abs(a - b).max() < 0.25 * np.abs(a).max() + 0.1  # ... and still the same policy

@@ -78,3 +78,14 @@ def test_this_machine_agrees_with_its_own_cpuinfo():
         pytest.skip("no /proc/cpuinfo")
     native = {"avx512_bf16", "amx_bf16"} & set(flags.split())
     assert set(cpu_bf16_features()) >= native
+
+
+def test_training_asks_the_same_bf16_question():
+    from evo1cli.runtime.device import training_precision
+
+    ampere, volta = Hardware(cuda=("A100",), cuda_bf16=(True,)), Hardware(cuda=("V100",), cuda_bf16=(False,))
+    cpu = Hardware(cpu_bf16=("avx512_bf16",))
+    assert training_precision("auto", ampere) == "bf16"
+    assert training_precision("auto", volta) == "no"  # no native bf16: float32, as `--dtype auto` decides
+    assert training_precision("auto", cpu) == "no"  # training on a CPU stays in float32
+    assert training_precision("bf16", volta) == "bf16" and training_precision("fp32", ampere) == "no"

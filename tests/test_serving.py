@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,10 +16,10 @@ from conftest import Running, make_stats
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from evo1cli.client import wire
+from evo1cli.client.remote import ChunkExecutor, PolicyClient, RequestError
 from evo1cli.model.policy import Evo1Policy, Observation
 from evo1cli.runtime.policy import chunk_noise
-from evo1cli.serving import wire
-from evo1cli.serving.client import ChunkExecutor, PolicyClient, RequestError
 
 SEED = 7
 
@@ -212,7 +213,7 @@ def test_chunk_executor_requeries_when_the_chunk_is_used(running):
 
 
 def test_a_timed_out_request_closes_the_session_so_its_late_reply_is_never_taken(policy):
-    from evo1cli.robots.fakes.policies import Delayed
+    from evo1cli.deploy.fakes import Delayed
     from evo1cli.runtime.policy import LocalPolicy
 
     class SlowOnRequest:  # 1.5 s for the prompt "slow", at once otherwise
@@ -240,9 +241,9 @@ def test_a_timed_out_request_closes_the_session_so_its_late_reply_is_never_taken
 
 
 def test_a_query_seed_gives_the_same_chunk_remotely_and_locally(running, policy):
+    from evo1cli.client.chunks import Query
+    from evo1cli.client.remote import RemotePolicy
     from evo1cli.runtime.policy import LocalPolicy
-    from evo1cli.serving.chunks import Query
-    from evo1cli.serving.client import RemotePolicy
 
     queries = [Query([image(3)], np.full(8, 0.1, np.float32), "reach", seed=4042, index=i) for i in (0, 1)]
     with PolicyClient(running.url) as client:
@@ -318,7 +319,7 @@ def test_fuzz_thousands_of_malformed_frames(running, policy):
 
 
 def test_client_needs_no_torch():
-    code = "import sys, evo1cli.serving.client; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, evo1cli.client.remote; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -342,3 +343,38 @@ def test_cli_serve(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "evo1cli", "serve", "--checkpoint", str(tmp_path / "none")],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_every_reply_echoes_its_requests_id_errors_included(running):
+    with connect(running.url, max_size=None) as ws:
+        assert _ask(ws, wire.pack({**GOOD, "id": "a-7"}))["id"] == "a-7"
+        refused = _ask(ws, wire.pack({**GOOD, "prompt": 3, "id": 12}))  # refused after the id was readable
+        assert refused["error"]["field"] == "prompt" and refused["id"] == 12
+        assert "id" not in _ask(ws, wire.pack(GOOD))  # no id asked, none echoed
+
+
+@pytest.mark.parametrize("answer", ["missing", "wrong"])
+def test_the_client_refuses_a_reply_without_its_id_or_with_another(answer):
+    """A stand-in server that sends the metadata, then one reply whose id is missing or not the request's."""
+    from websockets.sync.server import serve
+
+    def handle(ws) -> None:
+        ws.send(wire.pack({"type": "metadata"}))
+        request = wire.unpack(ws.recv())
+        reply = {"actions": np.zeros((2, 4), np.float32), "server_timing": {}}
+        if answer == "wrong":
+            reply["id"] = request["id"] + 1
+        ws.send(wire.pack(reply))
+        with contextlib.suppress(Exception):
+            ws.recv()  # until the client hangs up
+
+    with serve(handle, "127.0.0.1", 0, subprotocols=[wire.SUBPROTOCOL]) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        client = PolicyClient(url, retries=0)
+        message = r"sent a reply without the id of request 1" if answer == "missing" else r"answers request 2, not 1"
+        with pytest.raises(RequestError, match=rf"^id: .*{message}"):
+            client.infer([image()], np.zeros(8), "reach")
+        client.close()
+        server.shutdown()

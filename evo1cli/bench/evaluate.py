@@ -21,7 +21,7 @@ import torch
 from evo1cli import __version__
 from evo1cli.bench.harness import BenchProtocol, EpisodeFactory, EpisodeRecord, run_benchmark
 from evo1cli.bench.suites import get_suite
-from evo1cli.serving.chunks import Policy
+from evo1cli.client.chunks import Policy
 
 
 def suite_factory(suite: str, protocol: BenchProtocol) -> tuple[EpisodeFactory, dict[str, str]]:

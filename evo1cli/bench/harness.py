@@ -2,8 +2,8 @@
 
     main process                                  worker k (one task at a time, all its episodes)
       policy.infer(all waiting queries)        <-- ("query", images, state, prompt, seed, index)
-      --> chunk                                    executes `action_steps` of it (an `ActionQueue`),
-                                                   or stops on done
+      --> chunk                                    executes `action_steps` of it (a `ChunkBroker`
+                                                   over the pipe), or stops on done
                                               <-- ("episode", record), ("task", name) when finished
 
 A worker renders only when the policy needs an image, and every frame only for the episodes it films.
@@ -29,8 +29,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from evo1cli.client.broker import ChunkBroker
+from evo1cli.client.chunks import Policy, Query
 from evo1cli.errors import Evo1Error
-from evo1cli.serving.chunks import ActionQueue, Policy, Query
 
 
 class BenchEnv(Protocol):
@@ -113,6 +114,36 @@ def _worker(conn: Connection, factory: EpisodeFactory, protocol: BenchProtocol, 
         conn.send(("error", f"{type(err).__name__}: {err}", traceback.format_exc()))
 
 
+class _Pipe:
+    """The main process's policy, asked over this worker's pipe (it batches the queries of all workers)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.metadata: dict[str, Any] = {}
+
+    def infer(self, queries: list[Query]) -> list[np.ndarray]:
+        (q,) = queries
+        self.conn.send(("query", q.images, q.state, q.prompt, q.seed, q.index))
+        return [np.asarray(self.conn.recv())]
+
+    def close(self) -> None:
+        pass
+
+
+class _Expert:
+    """The environment's scripted expert as a policy: one action per query, from the simulator's state."""
+
+    def __init__(self, env: BenchEnv):
+        self.env = env
+        self.metadata: dict[str, Any] = {"policy": "expert"}
+
+    def infer(self, queries: list[Query]) -> list[np.ndarray]:
+        return [np.asarray([self.env.expert_action()])]
+
+    def close(self) -> None:
+        pass
+
+
 def _run_episode(
     conn: Connection, env: BenchEnv, episode: int, seed: int, protocol: BenchProtocol, expert: bool, extra: dict
 ) -> EpisodeRecord:
@@ -121,21 +152,20 @@ def _run_episode(
     filming = protocol.video_dir is not None and episode < protocol.videos
     frames: list[np.ndarray] = [env.frame()] if filming else []
     success, steps, done = False, 0, False
-    queue = ActionQueue(protocol.action_steps)
+    broker = ChunkBroker(_Expert(env) if expert else _Pipe(conn), protocol.action_steps)
+
+    def observe() -> Query:  # called only when a query goes out: the environment renders only then
+        if expert:
+            return Query([], (), env.prompt)  # the expert reads the simulator, not an observation
+        images, state = env.observation()
+        return Query(images, state, env.prompt, seed=seed, index=broker.queue.chunks)
+
     while not done and steps < budget:
-        if queue.due:
-            if expert:
-                chunk = np.asarray([env.expert_action()])
-            else:
-                images, state = env.observation()
-                conn.send(("query", images, state, env.prompt, seed, queue.chunks))
-                chunk = np.asarray(conn.recv())
-            queue.push(chunk)
-        success, done = env.step(np.asarray(queue.pop()))
+        success, done = env.step(np.asarray(broker.act(observe)))
         steps += 1
         if filming:
             frames.append(env.frame())
-    queries = queue.chunks
+    queries = broker.queue.chunks
     video = None
     if filming and protocol.video_dir:
         video = str(Path(protocol.video_dir) / f"{env.task}_ep{episode:02d}.mp4")

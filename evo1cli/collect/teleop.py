@@ -4,8 +4,9 @@
 dataset (only once connected, so that a failed connection leaves nothing behind), the teleoperation
 source and the keys, and runs `record_teleop`.
 
-Per control tick (1 / control_hz) one frame: state = the follower's measured joints, action = the absolute
-joint target of that moment, images = every camera's newest frame. Where the target comes from:
+Per control tick (1 / control_hz, kept by `robots.ticks.TickClock`) one frame: state = the follower's
+measured joints, action = the absolute joint target of that moment, images = every camera's newest frame.
+Where the target comes from:
 
 - `LeaderArm` (SO-100): the leader arm's joints, which are also sent to the follower through the safety layer;
 - `HandGuiding` (xArm6): the arm itself in teach mode, nothing is sent; the action of tick t is the measured
@@ -24,7 +25,6 @@ import queue
 import select
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from evo1cli.data.writer import DatasetWriter
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotConfig
 from evo1cli.robots.session import RobotSession, make_leader
+from evo1cli.robots.ticks import TickClock
 from evo1cli.robots.view import CameraView
 
 
@@ -272,8 +273,8 @@ def _reset_period(
     robot: Any, source: TeleopSource, keys: Keys, reset_s: float, period: float, summary: RecordingSummary, status: Any
 ) -> str | None:
     """Until `reset_s` passes or a key: the leader still drives the follower so the scene can be reset."""
-    start = time.monotonic()
-    while time.monotonic() - start < reset_s:
+    ticks = TickClock(period)
+    while ticks.elapsed() < reset_s:
         if robot.safety.stop_requested:
             summary.interrupted = True
             return None
@@ -282,8 +283,8 @@ def _reset_period(
         if key is not None and (key in SAVE or key in QUIT):
             return key
         if status:
-            status("reset", summary.kept, time.monotonic() - start)
-        time.sleep(period)
+            status("reset", summary.kept, ticks.elapsed())
+        ticks.wait()
     return None
 
 
@@ -302,9 +303,9 @@ def _record_episode(
     recorder = Recorder(writer, task)
     pending: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # hand-guiding: waits for the next pose
     outcome = "saved"
-    start = next_tick = time.monotonic()
+    ticks = TickClock(period)
     try:
-        while time.monotonic() - start < episode_s:
+        while ticks.elapsed() < episode_s:
             if robot.safety.stop_requested:
                 summary.interrupted = True
                 outcome = "discarded"
@@ -326,14 +327,9 @@ def _record_episode(
                 outcome = "quit" if key in QUIT else "saved"
                 break
             if status:
-                status("record", summary.kept, time.monotonic() - start)
-            next_tick += period
-            now = time.monotonic()
-            if now > next_tick:
-                summary.over_budget += 1
-                next_tick = now
-            else:
-                time.sleep(next_tick - now)
+                status("record", summary.kept, ticks.elapsed())
+            ticks.wait()
+        summary.over_budget += ticks.over_budget
         if pending is not None and outcome in ("saved", "quit"):
             recorder.add(pending[0], pending[0], pending[1])
         if outcome in ("saved", "quit") and recorder.frames > 0:

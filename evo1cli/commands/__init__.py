@@ -6,10 +6,10 @@ import sys
 
 import typer
 
+from evo1cli.client.wire import RequestError
 from evo1cli.commands import bench, collect, convert, dataset, deploy, info, model, quickstart, serve, smoke, train
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotError
-from evo1cli.serving.wire import RequestError
 
 app = typer.Typer(
     name="evo1",

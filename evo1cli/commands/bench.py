@@ -12,11 +12,17 @@ from rich.console import Console
 
 from evo1cli.bench.harness import BenchProtocol
 from evo1cli.bench.suites import SUITES, Suite, flag, get_suite
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
+from evo1cli.client import wire
+from evo1cli.commands.checkpoints import (
+    CHECKPOINT_HELP,
+    dataset_key_option,
+    device_option,
+    dtype_option,
+    embodiment_option,
+)
 from evo1cli.commands.output import console, print_json
-from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
-from evo1cli.serving.chunks import Policy
+from evo1cli.client.chunks import Policy
 from evo1cli.serving.robotwin import EXECUTE_STEPS
 
 app = typer.Typer(help="Benchmark policies in simulation.", no_args_is_help=True)
@@ -25,10 +31,10 @@ app = typer.Typer(help="Benchmark policies in simulation.", no_args_is_help=True
 @app.command("robotwin")
 def robotwin(
     export_plugin: Path | None = typer.Option(None, "--export-plugin", help="Write the RoboTwin policy folder here."),
-    server_url: str = typer.Option("ws://127.0.0.1:9000", "--server-url", help="Where `evo1 serve` listens."),
+    server_url: str = typer.Option(wire.DEFAULT_URL, "--server-url", help="Where `evo1 serve` listens."),
     token: str | None = typer.Option(None, "--token", help="The server's token, if it has one."),
-    embodiment: str = typer.Option("aloha_joint", "--embodiment", help="Stats key: embodiment."),
-    dataset_key: str = typer.Option("robotwin_{task_name}", "--dataset-key", help="Stats key per task."),
+    embodiment: str = embodiment_option("aloha_joint"),
+    dataset_key: str = dataset_key_option("robotwin_{task_name}"),  # {task_name}: one key per task
     execute: int = typer.Option(EXECUTE_STEPS, "--execute", help="Actions executed per chunk (the authors' 37)."),
 ) -> None:
     """RoboTwin 2.0 needs SAPIEN with a GPU renderer: export the plug-in that drives `evo1 serve` from it.
@@ -76,8 +82,8 @@ def parameters(suite: Suite) -> list[inspect.Parameter]:
         ("max_steps", int | None,
          typer.Option(protocol.max_steps, "--max-steps", help=worded("max_steps", "Steps per episode at most."))),
         ("videos", int, typer.Option(1, "--videos", help="Episodes filmed per task (the first ones); 0 for none.")),
-        ("embodiment", str | None, typer.Option(None, "--embodiment", help="Stats key (default: the only one).")),
-        ("dataset_key", str | None, typer.Option(None, "--dataset-key", help="Stats key: dataset.")),
+        ("embodiment", str | None, embodiment_option()),
+        ("dataset_key", str | None, dataset_key_option()),
         ("device", str, device_option()),
         ("dtype", str, dtype_option()),
         ("as_json", bool, typer.Option(False, "--json", help="Print eval_info.json's summary for machines.")),
@@ -137,11 +143,11 @@ def load_policy_fn(
 ) -> tuple[Any, str, int]:
     """(the policy, its name for the report, its image size) on this process's device: the launched
     group's (one GPU per process) unless --device names one."""
-    from evo1cli.runtime.policy import LocalPolicy
+    from evo1cli.runtime.policy import LocalPolicy, open_policy
 
-    placement = choose(str(group.device) if group is not None and device == "auto" else device, dtype)
-    loaded = LocalPolicy.load(checkpoint_dir(checkpoint), placement, embodiment, dataset_key)
-    announce(placement)
+    device = str(group.device) if group is not None and device == "auto" else device
+    loaded = open_policy(checkpoint, device=device, dtype=dtype, embodiment=embodiment, dataset=dataset_key)
+    assert isinstance(loaded, LocalPolicy)
     return loaded, str(checkpoint), loaded.image_size
 
 

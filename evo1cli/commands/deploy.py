@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
+from evo1cli.commands.checkpoints import (
+    CHECKPOINT_HELP,
+    dataset_key_option,
+    device_option,
+    dtype_option,
+    embodiment_option,
+)
 from evo1cli.commands.output import console, err_console, print_json
-from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 
 HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate` share
@@ -41,8 +47,8 @@ def deploy(
     blend: int = typer.Option(3, "--blend", help="async: ticks over which a new chunk takes over."),
     home: bool = typer.Option(False, "--home", help="Move to the configured home pose first (slowly)."),
     record: Path | None = typer.Option(None, "--record", help="Also record the rollout into this dataset."),
-    embodiment: str | None = typer.Option(None, "--embodiment", help="Stats key (default: the only one)."),
-    dataset_key: str | None = typer.Option(None, "--dataset-key", help="Stats key: dataset."),
+    embodiment: str | None = embodiment_option(),
+    dataset_key: str | None = dataset_key_option(),
     device: str = device_option(),
     dtype: str = dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the cadence report as JSON."),
@@ -63,53 +69,29 @@ def deploy(
 
       evo1 deploy so100 --replay data/cube --episode 3 --task "Pick up the cube" --fake
     """
-    from evo1cli.collect.dataset import FrameSpec, Recorder, open_dataset
-    from evo1cli.robots.rollout import INFERENCE, Execution, load_replay, run_rollout
-    from evo1cli.robots.session import RobotSession, load_robot
+    from evo1cli.deploy.replay import ReplayPolicy
+    from evo1cli.deploy.rollout import INFERENCE, Execution
+    from evo1cli.robots.session import load_robot
     from evo1cli.runtime.policy import open_policy
 
-    if sum(x is not None for x in (checkpoint, server, replay)) != 1:
-        raise Evo1Error("give exactly one of --checkpoint DIR, --server URL and --replay DATASET", field="--checkpoint")
     if seconds <= 0 or (action_steps is not None and action_steps < 1):
         raise Evo1Error("--seconds must be > 0 and --action-steps >= 1", field="options")
     if inference not in INFERENCE or (replay is not None and inference != "sync"):
         raise Evo1Error(f"must be sync or async (a replay is sync), got {inference!r}", field="--inference")
     if blend < 0 or (lead is not None and lead < 0):
         raise Evo1Error("--blend and --lead must be >= 0", field="options")
-    placement = choose(device, dtype) if checkpoint is not None else None
     robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
-    steps = action_steps or robot_config.action_steps
-    max_ticks = replayed = None
-    if replay is not None:
-        policy = replayed = load_replay(str(replay), episode, robot_config)
-        steps = max_ticks = len(replayed.actions)
-    else:
-        source = checkpoint_dir(checkpoint) if checkpoint is not None else None
-        policy = open_policy(source, server, placement, embodiment, dataset_key, token)
-        if placement is not None:
-            announce(placement)
-    execution = Execution(steps, inference, blend, lead)
+    policy = open_policy(checkpoint, server, replay, device=device, dtype=dtype, embodiment=embodiment,
+                         dataset=dataset_key, token=token, episode=episode, robot=robot_config)  # fmt: skip
     try:
-        with RobotSession(robot_config, dry_run=dry_run) as session:
-            frames = FrameSpec.of_robot(robot_config)
-            writer = open_dataset(record, frames) if record is not None else None  # once connected
-            if home and not dry_run:
-                err_console.print("moving home ...")
-                session.safety.move_to(robot_config.home)
-            if replayed is not None and not dry_run:
-                err_console.print("moving to the recorded start ...")
-                session.safety.move_to(replayed.start)
-            recorder = Recorder(writer, task) if writer is not None else None
-            try:
-                cadence = run_rollout(session, policy, task, execution, max_seconds=seconds, max_ticks=max_ticks,
-                                      recorder=recorder)  # fmt: skip
-            except BaseException:
-                if recorder is not None:
-                    recorder.discard()
-                raise
+        replayed = policy if isinstance(policy, ReplayPolicy) else None  # one chunk of all its actions
+        steps = len(replayed.actions) if replayed is not None else action_steps or robot_config.action_steps
+        execution = Execution(steps, inference, blend, lead)
+        start = replayed.start if replayed is not None else None
+        cadence, recorder = _roll_out(robot_config, policy, task, execution, home, start, dry_run, record,
+                                      max_ticks=steps if replayed is not None else None, seconds=seconds)  # fmt: skip
     finally:
-        if hasattr(policy, "close"):
-            policy.close()
+        policy.close()
     if recorder is not None and recorder.frames:  # the arm is holding, disconnected: take the time to encode
         source = "replay" if replay is not None else "policy"
         recorder.commit(source=source, checkpoint=str(checkpoint or server or replay), dry_run=dry_run)
@@ -122,6 +104,44 @@ def deploy(
         raise typer.Exit(130)
     if cadence.ended.startswith("safety stop"):
         raise typer.Exit(2)
+
+
+def _roll_out(
+    robot_config: Any,
+    policy: Any,
+    task: str,
+    execution: Any,
+    home: bool,
+    start: Any,
+    dry_run: bool,
+    record: Path | None,
+    *,
+    max_ticks: int | None,
+    seconds: float,
+) -> tuple[Any, Any]:
+    """Connect, move to the start (home, or a replay's recorded first pose), run the loop; (cadence, recorder).
+    The dataset to record into is opened only once connected; a rollout that fails discards its episode."""
+    from evo1cli.collect.dataset import FrameSpec, Recorder, open_dataset
+    from evo1cli.deploy.rollout import run_rollout
+    from evo1cli.robots.session import RobotSession
+
+    with RobotSession(robot_config, dry_run=dry_run) as session:
+        writer = open_dataset(record, FrameSpec.of_robot(robot_config)) if record is not None else None
+        if home and not dry_run:
+            err_console.print("moving home ...")
+            session.safety.move_to(robot_config.home)
+        if start is not None and not dry_run:
+            err_console.print("moving to the recorded start ...")
+            session.safety.move_to(start)
+        recorder = Recorder(writer, task) if writer is not None else None
+        try:
+            cadence = run_rollout(session, policy, task, execution, max_seconds=seconds, max_ticks=max_ticks,
+                                  recorder=recorder)  # fmt: skip
+        except BaseException:
+            if recorder is not None:
+                recorder.discard()
+            raise
+    return cadence, recorder
 
 
 def print_cadence(report: dict) -> None:

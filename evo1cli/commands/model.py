@@ -8,9 +8,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir, storage_dtype
+from evo1cli.commands.checkpoints import (
+    CHECKPOINT_HELP,
+    checkpoint_dir,
+    dataset_key_option,
+    device_option,
+    dtype_option,
+    embodiment_option,
+    storage_dtype,
+)
 from evo1cli.commands.output import console, print_json
-from evo1cli.commands.placement import choose, device_option, dtype_option
 from evo1cli.errors import Evo1Error
 from evo1cli.interop import MAX_ABS
 
@@ -142,8 +149,8 @@ def predict(
     ),
     prompt: str = typer.Option(..., help="The instruction."),
     state: str = typer.Option(..., help="Native state, comma-separated."),
-    embodiment: str | None = typer.Option(None, help="Stats key: embodiment (optional when unambiguous)."),
-    dataset: str | None = typer.Option(None, help="Stats key: dataset (optional when unambiguous)."),
+    embodiment: str | None = embodiment_option(),
+    dataset_key: str | None = dataset_key_option(None, "--dataset"),
     steps: int | None = typer.Option(None, help="Euler steps (default: the checkpoint's)."),
     seed: int = typer.Option(0, help="Seed of the initial noise."),
     device: str = device_option(),
@@ -154,22 +161,21 @@ def predict(
 
     Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
     """
-    from evo1cli.runtime.policy import LocalPolicy
-    from evo1cli.serving.chunks import Query
+    from evo1cli.client.chunks import Query
+    from evo1cli.runtime.policy import LocalPolicy, open_policy
 
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
     images = [_read_image(p, i) for i, p in enumerate(image)]
-    placement = choose(device, dtype)
-    policy = LocalPolicy.load(checkpoint_dir(checkpoint), placement)
-    policy.num_steps = steps
-    query = Query(images, _parse_state(state), prompt, embodiment, dataset, seed=seed)
+    policy = open_policy(checkpoint, device=device, dtype=dtype)
+    assert isinstance(policy, LocalPolicy) and policy.placement is not None
+    placement, policy.num_steps = policy.placement, steps
+    query = Query(images, _parse_state(state), prompt, embodiment, dataset_key, seed=seed)
     chunk = policy.infer([query])[0]
     if as_json:
         print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1],
                     "device": placement.device, "dtype": placement.dtype, "placement": placement.reason})  # fmt: skip
         return
-    console.print(placement.banner())
     table = Table(title=f"action chunk ({chunk.shape[0]} x {chunk.shape[1]})")
     table.add_column("step", justify="right")
     for d in range(chunk.shape[1]):

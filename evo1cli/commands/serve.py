@@ -6,15 +6,15 @@ from pathlib import Path
 
 import typer
 
-from evo1cli.commands.checkpoints import CHECKPOINT_HELP, checkpoint_dir
+from evo1cli.client import wire
+from evo1cli.commands.checkpoints import CHECKPOINT_HELP, device_option, dtype_option
 from evo1cli.commands.output import console
-from evo1cli.commands.placement import announce, choose, device_option, dtype_option
 
 
 def serve(
     checkpoint: Path = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it to the network)."),
-    port: int = typer.Option(9000, "--port", help="TCP port (0 picks a free one)."),
+    host: str = typer.Option(wire.DEFAULT_HOST, "--host", help="Interface to bind (0.0.0.0: the network)."),
+    port: int = typer.Option(wire.DEFAULT_PORT, "--port", help="TCP port (0 picks a free one)."),
     token: str | None = typer.Option(None, "--token", help="Require this token (Authorization: Bearer or ?token=)."),
     max_message_mb: float = typer.Option(32.0, "--max-message-mb", help="Largest request accepted, in MB."),
     max_batch: int = typer.Option(16, "--max-batch", help="Requests that arrive together share a forward pass."),
@@ -37,14 +37,12 @@ def serve(
       evo1 serve --checkpoint runs/metaworld --device cuda:1 --dtype bfloat16
     """
     from evo1cli.errors import Evo1Error
-    from evo1cli.runtime.policy import LocalPolicy
+    from evo1cli.runtime.policy import open_policy
     from evo1cli.serving.server import ServeOptions, run_server
 
     if min(max_message_mb, max_batch, ping_interval or 1) <= 0 or max_batch < 1 or batch_window_ms < 0:
         raise Evo1Error("--max-message-mb, --max-batch and --ping-interval must be positive", field="options")
-    placement = choose(device, dtype)
-    policy = LocalPolicy.load(checkpoint_dir(checkpoint), placement)
-    announce(placement)
+    policy = open_policy(checkpoint, device=device, dtype=dtype)
     options = ServeOptions(
         host=host,
         port=port,

@@ -10,8 +10,10 @@ feetech.py    the Feetech STS3215 bus under the SO-100
 safety.py     joint limits, step limits, workspace box, NaN rejection, watchdog, Ctrl-C
 cameras.py    OpenCV cameras that answer with their newest frame or an error
 view.py       a live camera window
-rollout.py    the closed loop of `evo1 deploy`
+ticks.py      the fixed-rate control tick of every robot loop, and its late-tick rule
 fakes/        simulated hardware at the SDK boundary, for `--fake` and the tests
 
-Recording demonstrations is `evo1cli.collect`.
+Hardware only: nothing here knows about policies, the client, serving, the runtime, datasets or
+recording (tests/test_imports.py keeps it so). The closed loop of `evo1 deploy` is `evo1cli.deploy`;
+recording demonstrations is `evo1cli.collect`.
 """

@@ -38,7 +38,6 @@ from evo1cli.robots.base import Arm, RobotConfig, RobotError
 log = logging.getLogger(__name__)
 
 KINDS = ("shape", "nonfinite", "joint_limit", "max_step", "workspace", "watchdog", "stop")
-HOLDS = ("shape", "nonfinite", "workspace")  # the command is replaced by the last one sent
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Where a policy runs and in which precision: one decision for serve, bench, deploy and `model predict`.
+"""Where a policy runs and in which precision: one decision for serve, bench, deploy and `model predict`
+(and, through `training_precision`, for training's mixed precision).
 
     --device auto   CUDA (device 0) when present, else Apple's MPS, else the CPU
     --dtype  auto   bfloat16 on a CUDA GPU with native bf16 (Ampere and later) and on a CPU with native
@@ -115,6 +116,16 @@ def _no_bf16(device: str) -> str:
     if device == "mps":
         return "MPS bf16 depends on the macOS version"
     return "the CPU has no native bf16 (no avx512_bf16 or amx_bf16)"
+
+
+def training_precision(precision: str = "auto", hardware: Hardware | None = None) -> str:
+    """accelerate's `mixed_precision` for a recipe's `precision` (auto, bf16 or fp32): auto is "bf16" on a
+    CUDA GPU with native bf16 (device 0, the one a single process trains on; the same test as `--dtype
+    auto`), else "no" (float32: training on a CPU stays in float32 even where inference uses bf16)."""
+    if precision == "auto":
+        hw = hardware if hardware is not None else detect_hardware()
+        return "bf16" if hw.cuda and _native_bf16("cuda:0", hw) else "no"
+    return "bf16" if precision == "bf16" else "no"
 
 
 # ---------------------------------------------------------------------------------------------- detection

@@ -4,8 +4,9 @@
     chunks = policy.infer([Query([rgb], state, "Pick up the cube", seed=4042, index=0)])
 
 `LocalPolicy` runs a checkpoint on a device in one batched forward pass per `infer`; the remote side,
-`evo1cli.serving.client.RemotePolicy`, asks `evo1 serve` (which runs a `LocalPolicy`). `open_policy`
-gives either from a command's `--checkpoint` / `--server` options.
+`evo1cli.client.remote.RemotePolicy`, asks `evo1 serve` (which runs a `LocalPolicy`). `open_policy` is
+the one way a command opens its policy (`--checkpoint` / `--server` / `--replay`, `--device`, `--dtype`)
+and announces it on stderr.
 
 Noise: a query with a `seed` starts its chunk from `chunk_noise(seed, index)`, a function of (episode
 seed, query index) alone, so a benchmark rerun repeats every chunk and batching queries together does
@@ -14,22 +15,25 @@ not change any of them; `evo1 serve --seed`, `evo1 model predict --seed` and `ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
+from evo1cli.client.chunks import Policy, Query
+from evo1cli.errors import Evo1Error
 from evo1cli.model.flow_matching import uniform_noise
 from evo1cli.model.policy import Evo1Policy, Observation
-from evo1cli.runtime.device import Placement
-from evo1cli.serving.chunks import Query
-
-if TYPE_CHECKING:
-    from evo1cli.serving.client import RemotePolicy
+from evo1cli.runtime.device import Placement, choose_placement
 
 SEED_STRIDE = 100_003  # a prime larger than any episode's query count: (seed, index) pairs never collide
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def chunk_noise(shape: tuple[int, int], seed: int, index: int = 0) -> torch.Tensor:
@@ -67,6 +71,13 @@ class LocalPolicy:
     def image_size(self) -> int:
         return self.model.config.image_size
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return describe(self.model)
+
+    def close(self) -> None:
+        """Nothing to free: the model stays loaded for whoever holds it."""
+
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         if not queries:
             return []
@@ -81,19 +92,57 @@ class LocalPolicy:
         return self.model.predict(observations, noise=noise, num_steps=self.num_steps)
 
 
+def describe(model: Evo1Policy) -> dict[str, Any]:
+    """What a checkpoint accepts and answers: its model, horizon and stats keys with their dims (the model
+    part of the metadata `evo1 serve` sends on connect)."""
+    config, entries = model.config, model.stats.entries
+    return {
+        "model": {"backbone": config.backbone, "image_size": config.image_size, "num_views": config.num_views},
+        "horizon": config.horizon,
+        "action_dims": {f"{e}/{d}": s.action.dim for (e, d), s in entries.items()},
+        "state_dims": {f"{e}/{d}": s.state.dim for (e, d), s in entries.items()},
+        "stats_keys": [{"embodiment": e, "dataset": d} for e, d in entries],
+        "relative_actions": config.relative_actions,
+    }
+
+
 def open_policy(
-    checkpoint: str | Path | None,
-    server: str | None,
-    placement: Placement | None,
+    checkpoint: str | Path | None = None,
+    server: str | None = None,
+    replay: str | Path | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
     embodiment: str | None = None,
     dataset: str | None = None,
     token: str | None = None,
     timeout_s: float = 30.0,
-) -> LocalPolicy | RemotePolicy:
-    """A command's policy: a local checkpoint (on `placement`) or a running `evo1 serve`."""
+    episode: int = 0,
+    robot: Any = None,
+    notify: Callable[[str], None] = _to_stderr,
+) -> Policy:
+    """The policy of a command (serve, bench, `model predict`, deploy): exactly one of a checkpoint (an evo1,
+    authors' or LeRobot directory, or a hub id; run where `--device` / `--dtype` decide), a running
+    `evo1 serve`, or episode `episode` of a recorded dataset (fitted to the robot configuration `robot`).
+    `notify` gets one banner line saying what was opened and where (default: stderr, so stdout stays
+    clean for --json). An impossible device or dtype fails before anything loads."""
+    if sum(x is not None for x in (checkpoint, server, replay)) != 1:
+        raise Evo1Error("give exactly one of --checkpoint DIR, --server URL and --replay DATASET", field="--checkpoint")
     if server is not None:
-        from evo1cli.serving.client import PolicyClient, RemotePolicy
+        from evo1cli.client.remote import PolicyClient, RemotePolicy
 
-        return RemotePolicy(PolicyClient(server, token=token, retries=3, timeout_s=timeout_s), embodiment, dataset)
-    assert checkpoint is not None and placement is not None
-    return LocalPolicy.load(checkpoint, placement, embodiment, dataset)
+        remote = RemotePolicy(PolicyClient(server, token=token, retries=3, timeout_s=timeout_s), embodiment, dataset)
+        notify(f"policy: evo1 serve at {server}")
+        return remote
+    if replay is not None:
+        from evo1cli.deploy.replay import load_replay
+
+        replayed = load_replay(str(replay), episode, robot)
+        notify(f"policy: episode {episode} of {replay} ({len(replayed.actions)} actions)")
+        return replayed
+    placement = choose_placement(device, dtype)
+    from evo1cli.interop.resolve import resolve_checkpoint
+
+    local = LocalPolicy.load(resolve_checkpoint(checkpoint, notify=notify), placement, embodiment, dataset)
+    notify(placement.banner())
+    return local

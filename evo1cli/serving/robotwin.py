@@ -2,8 +2,8 @@
 
 RoboTwin needs SAPIEN with a GPU renderer, so the evaluation itself runs on a GPU machine; what evo1
 ships is the plug-in (robotwin_plugin/: deploy_policy.py with get_model / eval / reset_model, eval.sh,
-a README) plus its deploy_policy.yml and a copy of the light client (`evo1_client/`: client.py, wire.py
-and chunks.py, which need only numpy, msgpack and websockets).
+a README) plus its deploy_policy.yml and a copy of the light client package `evo1cli.client` (as
+`evo1_client/`, every module of it: they need only numpy, msgpack and websockets).
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ from pathlib import Path
 
 import yaml
 
+from evo1cli.client import wire
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_directory
 
 PLUGIN = Path(__file__).parent / "robotwin_plugin"
-CLIENT_FILES = ("client.py", "wire.py", "chunks.py")
+CLIENT = Path(wire.__file__).parent  # the light client package, shipped whole
 EXECUTE_STEPS = 37  # the authors' RoboTwin protocol
 SMOOTH_KERNEL = 9
 
 
 def export_plugin(
     out: str | Path,
-    server_url: str = "ws://127.0.0.1:9000",
+    server_url: str = wire.DEFAULT_URL,
     token: str | None = None,
     embodiment: str = "aloha_joint",
     dataset_key: str = "robotwin_{task_name}",
@@ -55,7 +56,6 @@ def export_plugin(
         (staging / "deploy_policy.yml").write_text(yaml.safe_dump(settings, sort_keys=False))
         client = staging / "evo1_client"
         client.mkdir()
-        (client / "__init__.py").write_text('"""The evo1 light client (copied from evo1cli/serving)."""\n')
-        for name in CLIENT_FILES:
-            shutil.copy2(Path(__file__).parent / name, client / name)
+        for source in sorted(CLIENT.glob("*.py")):
+            shutil.copy2(source, client / source.name)
     return out

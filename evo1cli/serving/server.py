@@ -36,11 +36,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
+from evo1cli.client import wire
+from evo1cli.client.chunks import Query
 from evo1cli.errors import Evo1Error
 from evo1cli.model.policy import Evo1Policy
-from evo1cli.runtime.policy import LocalPolicy
-from evo1cli.serving import wire
-from evo1cli.serving.chunks import Query
+from evo1cli.runtime.policy import LocalPolicy, describe
 
 log = logging.getLogger("evo1.serve")
 
@@ -82,15 +82,9 @@ class PolicyServer:
 
     # ------------------------------------------------------------------ description
     def metadata(self) -> dict[str, Any]:
-        config = self.policy.config
         return {
             "type": "metadata",
-            "model": {"backbone": config.backbone, "image_size": config.image_size, "num_views": config.num_views},
-            "horizon": config.horizon,
-            "action_dims": {f"{e}/{d}": s.action.dim for (e, d), s in self.policy.stats.entries.items()},
-            "state_dims": {f"{e}/{d}": s.state.dim for (e, d), s in self.policy.stats.entries.items()},
-            "stats_keys": [{"embodiment": e, "dataset": d} for e, d in self.policy.stats.entries],
-            "relative_actions": config.relative_actions,
+            **describe(self.policy),
             "images": {"dtype": "uint8", "layout": "HxWx3 RGB", "max_side": wire.MAX_SIDE, "any_size": True},
             "protocols": [wire.MSGPACK, wire.AUTHORS],
             "max_message_bytes": self.options.max_message_bytes,
@@ -157,6 +151,7 @@ class PolicyServer:
             actions, infer_ms, batch = await self._infer(self._query(request))
         except wire.RequestError as err:
             self.stats.errors += 1
+            request_id = err.request_id if request_id is None else request_id  # refused while parsing: its own id
             return wire.error_reply(protocol, err.field, err.message, request_id)
         except Evo1Error as err:
             self.stats.errors += 1

@@ -119,9 +119,9 @@ def wandb_available(recipe: Recipe) -> None:
 
 
 def _mixed_precision(precision: str) -> str:
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
-    return "bf16" if precision == "bf16" else "no"
+    from evo1cli.runtime.device import training_precision  # auto: bf16 only where the GPU computes it natively
+
+    return training_precision(precision)
 
 
 def _write_recipe_copy(recipe: Recipe, out: Path, resume: bool, listener: Listener | None) -> None:

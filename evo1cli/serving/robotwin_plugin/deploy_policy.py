@@ -3,7 +3,7 @@
 RoboTwin calls get_model(usr_args) once, eval(TASK_ENV, model, observation) at each step of its loop and
 reset_model(model) between episodes. Each eval sends the 3 cameras (head, left, right) and the 14 joint
 values to the server with the task's stats key, smooths the returned chunk over time with a Gaussian
-kernel of 9 steps, and executes the first 37 actions with TASK_ENV.take_action (through the action queue
+kernel of 9 steps, and executes the first 37 actions with TASK_ENV.take_action (through the chunk broker
 every evo1 loop uses). Needs numpy, msgpack and websockets in RoboTwin's environment; the client is the
 `evo1_client` package next to this file.
 """
@@ -16,8 +16,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from evo1_client.chunks import ActionQueue, Query
-from evo1_client.client import PolicyClient, RemotePolicy
+from evo1_client.broker import ChunkBroker
+from evo1_client.chunks import Query
+from evo1_client.remote import PolicyClient, RemotePolicy
+from evo1_client.wire import DEFAULT_URL
 
 CAMERAS = ("head_camera", "left_camera", "right_camera")
 
@@ -44,20 +46,19 @@ def encode_obs(observation: dict) -> tuple[list[np.ndarray], np.ndarray]:
 
 class Evo1RoboTwin:
     def __init__(self, usr_args: dict):
-        client = PolicyClient(usr_args.get("server_url", "ws://127.0.0.1:9000"), token=usr_args.get("token"))
+        client = PolicyClient(usr_args.get("server_url", DEFAULT_URL), token=usr_args.get("token"))
         dataset = str(usr_args.get("dataset_key", "robotwin_{task_name}")).format(
             task_name=usr_args.get("task_name", "")
         )
         self.policy = RemotePolicy(client, usr_args.get("embodiment", "aloha_joint"), dataset)
-        self.queue = ActionQueue(execute=int(usr_args.get("execute_steps", 37)))
         self.kernel = int(usr_args.get("smooth_kernel", 9))
+        self.broker = ChunkBroker(self.policy, int(usr_args.get("execute_steps", 37)), prepare=self.smooth)
 
-    def chunk(self, images: list[np.ndarray], state: np.ndarray, instruction: str) -> np.ndarray:
-        actions = self.policy.infer([Query(images, state, instruction)])[0]
+    def smooth(self, actions: np.ndarray) -> np.ndarray:
         return gaussian_smooth(np.asarray(actions, dtype=np.float64), self.kernel)
 
     def reset(self) -> None:
-        self.queue.reset()
+        self.broker.reset()
 
 
 def get_model(usr_args: dict) -> Evo1RoboTwin:
@@ -65,10 +66,12 @@ def get_model(usr_args: dict) -> Evo1RoboTwin:
 
 
 def eval(TASK_ENV, model: Evo1RoboTwin, observation: dict) -> None:  # RoboTwin calls it by these names
+    """One chunk: a query, then its first `execute_steps` actions."""
     images, state = encode_obs(observation)
-    model.queue.push(model.chunk(images, state, TASK_ENV.get_instruction()))
-    while not model.queue.due:
-        TASK_ENV.take_action(model.queue.pop())
+    query = Query(images, state, TASK_ENV.get_instruction())
+    TASK_ENV.take_action(model.broker.act(lambda: query))
+    while not model.broker.queue.due:
+        TASK_ENV.take_action(model.broker.act(lambda: query))
 
 
 def reset_model(model: Evo1RoboTwin) -> None:

@@ -1,4 +1,5 @@
-"""`BackgroundQuery`: one policy query at a time on its own thread, so a control loop keeps ticking.
+"""`BackgroundQuery`: one policy query at a time on its own thread, so a control loop keeps ticking
+(`broker.ChunkBroker` uses it for asynchronous execution, and wherever a wait must end on a stop).
 
     worker = BackgroundQuery(policy)
     worker.submit(query, origin=queue.tick)   # the tick whose observation the query carries
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evo1cli.serving.chunks import Policy, Query
+from .chunks import Policy, Query  # relative: the package ships as-is in the RoboTwin plug-in
 
 
 @dataclass
@@ -58,8 +59,9 @@ class BackgroundQuery:
         self._done.clear()
         self._requests.put((query, origin))
 
-    def wait(self, timeout_s: float = 0.0) -> Answer | None:
-        """The answer of the query in flight if it is done within `timeout_s` (0: just look), else None."""
+    def wait(self, timeout_s: float | None = 0.0) -> Answer | None:
+        """The answer of the query in flight if it is done within `timeout_s` (0: just look; None: however
+        long it takes), else None."""
         if not self.busy or not self._done.wait(timeout_s):
             return None
         self.busy = False

@@ -1,4 +1,5 @@
-"""Scripted policies for rehearsing the deploy loop and measuring it: no model, known motion.
+"""Scripted policies for rehearsing the deploy loop and measuring it: no model, known motion (the tests
+and benchmarks/deploy_async.py use them).
 
     Circle(center, radius)   a closed-loop plan: from the measured joints, continue around a circle in two
                              joints (the base and the flange roll: the flange stays where it is)
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.serving.chunks import Policy, Query
+from evo1cli.client.chunks import Policy, Query
 
 
 class Circle:
@@ -38,6 +39,13 @@ class Circle:
         pose[self.joints[0]] += self.radius
         return pose
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"policy": "circle", "horizon": self.horizon}
+
+    def close(self) -> None:
+        pass
+
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         a, b = self.joints
         out = []
@@ -58,6 +66,13 @@ class Delayed:
     def __init__(self, policy: Policy, delay_s: float):
         self.policy, self.delay_s = policy, delay_s
         self.model: Any = getattr(policy, "model", None)  # what `evo1 serve` describes in its metadata
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.policy.metadata
+
+    def close(self) -> None:
+        self.policy.close()
 
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         start = time.perf_counter()

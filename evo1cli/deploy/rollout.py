@@ -11,11 +11,10 @@
                        `blend` ticks; if the current chunk runs out first, the loop waits as sync does
       act       safety.command(queue.pop())   (clamped, rate-limited, NaN-rejected; dry run: not sent)
       record    optionally (state = joints, action = what was sent, images) into a dataset episode
-      sleep     until tick k + 1; a tick that ends late counts as over budget (more than one period late:
-                the schedule restarts from now)
+      sleep     until tick k + 1 (`ticks.TickClock`, whose docstring states the late-tick rule)
 
 The policy is any `chunks.Policy`: a local checkpoint or a remote `evo1 serve` (`runtime.policy.open_policy`),
-or a recorded episode (`ReplayPolicy`). The chunk logic is `chunks.ActionQueue`'s. The loop ends after
+or a recorded episode (`replay.ReplayPolicy`). The chunks come through a `ChunkBroker`. The loop ends after
 `max_seconds` (or `max_ticks`), on Ctrl-C (the safety layer has already stopped the arm; the loop ends
 within one tick, also while it waits for a query) or on a safety stop, and returns its `Cadence`.
 """
@@ -29,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from evo1cli.client.broker import ChunkBroker
+from evo1cli.client.chunks import Policy, Query
 from evo1cli.robots.base import RobotError
-from evo1cli.runtime.background import Answer, BackgroundQuery
-from evo1cli.serving.chunks import ActionQueue, LatencyEstimate, Policy, Query, lead_ticks
+from evo1cli.robots.ticks import TickClock
 
 INFERENCE = ("sync", "async")
 
@@ -50,45 +50,6 @@ class Execution:
     @property
     def asynchronous(self) -> bool:
         return self.inference == "async"
-
-
-class ReplayPolicy:
-    """A recorded episode's actions as a policy: one chunk of all of them, executed from tick 0 in one
-    synchronous query (`action_steps` = `max_ticks` = its length), through the same queue and safety
-    layer as any policy. `start` is the recorded first pose, to move to (slowly) before replaying."""
-
-    def __init__(self, actions: np.ndarray, start: np.ndarray):
-        self.actions = np.asarray(actions, dtype=np.float64)
-        self.start = np.asarray(start, dtype=np.float64)
-
-    def infer(self, queries: list[Query]) -> list[np.ndarray]:
-        return [self.actions for _ in queries]
-
-
-def load_replay(dataset: str, episode: int, config: Any) -> ReplayPolicy:
-    """Episode `episode` of a recorded dataset as a `ReplayPolicy` for the robot of `config`."""
-    from evo1cli.data.format import load_meta
-    from evo1cli.data.reader import read_episode
-    from evo1cli.errors import Evo1Error
-    from evo1cli.features import ACTION
-
-    meta = load_meta(dataset)
-    if not 0 <= episode < len(meta.episodes):
-        raise Evo1Error(f"the dataset has episodes 0..{len(meta.episodes) - 1}", path=dataset, field="--episode")
-    if abs(meta.fps - config.control_hz) > 1e-6:
-        raise Evo1Error(
-            f"recorded at {meta.fps} fps but the robot runs at {config.control_hz:g} Hz (--set control_hz={meta.fps})",
-            path=dataset,
-            field="fps",
-        )
-    table = read_episode(meta, episode)
-    assert table is not None  # read_episode raises on a problem by default
-    dof = len(config.joints)
-    if table.action.shape[1] != dof:
-        raise Evo1Error(f"actions have {table.action.shape[1]} dims; the {config.robot} has {dof} joints",
-                        path=dataset, field=ACTION)  # fmt: skip
-    start = table.state[0] if table.state.shape[1] == dof else table.action[0]
-    return ReplayPolicy(table.action, start)
 
 
 @dataclass
@@ -185,11 +146,23 @@ class _Rollout:
         self.period = 1.0 / config.control_hz
         self.max_step = np.asarray(config.limits.max_step, dtype=np.float64)
         self.names = [c.name for c in config.cameras]
-        self.queue = ActionQueue(execution.action_steps, execution.blend if execution.asynchronous else 0)
-        self.latency = LatencyEstimate()
-        self.worker = BackgroundQuery(policy)
+        dof = len(config.joints)
+        self.broker = ChunkBroker(
+            policy,
+            execution.action_steps,
+            asynchronous=execution.asynchronous,
+            blend=execution.blend,
+            period_s=self.period,
+            lead=execution.lead,
+            min_lead=execution.min_lead,
+            threaded=True,  # a sync wait too ends on Ctrl-C or a safety stop within one tick
+            prepare=lambda chunk: check_chunk(chunk, dof),
+            stopped=self._stopping,
+            holding=lambda: self.safety.idle(execution.infer_timeout_s),  # the arm holds, the watchdog waits
+            clock=clock,
+        )
         self.cadence = Cadence(config.control_hz, execution.inference)
-        self.switched = False  # the next action is the first of a new chunk
+        self.switched = False  # the next measured step is the first of a new chunk
 
     def run(self, max_seconds: float, max_ticks: int | None) -> Cadence:
         on_time = False
@@ -198,24 +171,24 @@ class _Rollout:
                 if not self.ex.asynchronous or self._start():
                     on_time = self._loop(max_seconds, max_ticks)
         finally:  # on time: let a query in flight finish, so the policy is free for its next user; else go now
-            self.worker.close(self.ex.infer_timeout_s if on_time else 0.0)
+            self.broker.close(self.ex.infer_timeout_s if on_time else 0.0)
         return self._end()
 
     def _loop(self, max_seconds: float, max_ticks: int | None) -> bool:
         """Tick until the time (or tick) budget is spent: True; or until a stop: False."""
         cadence, safety = self.cadence, self.safety
-        start = next_tick = self.clock()
+        ticks = TickClock(self.period, self.clock)
         try:
-            while self.clock() - start < max_seconds and (max_ticks is None or cadence.ticks < max_ticks):
+            while ticks.elapsed() < max_seconds and (max_ticks is None or cadence.ticks < max_ticks):
                 t0 = self.clock()
                 if self._stopping():
                     return False
                 joints, frames, query = self._observe()
                 cadence.observe_s.append(self.clock() - t0)
-                if not self._keep_chunks_coming(query):
+                target = self.broker.act(lambda q=query: q)
+                if target is None:  # a stop came while waiting for the policy
                     return False
                 t1 = self.clock()
-                target = self.queue.pop()
                 self._measure_step(target)
                 sent = safety.command(target)
                 cadence.act_s.append(self.clock() - t1)
@@ -224,24 +197,29 @@ class _Rollout:
                     self.recorder.add(joints, sent, frames)
                     cadence.record_s.append(self.clock() - t2)
                 cadence.ticks += 1
-                next_tick += self.period
-                now = self.clock()
-                if now > next_tick:
-                    cadence.over_budget += 1
-                    if now > next_tick + self.period:  # a whole slot lost: restart the schedule from now
-                        next_tick = now
-                else:
-                    time.sleep(next_tick - now)
+                ticks.wait()
             return True
         finally:
-            cadence.seconds = self.clock() - start
+            cadence.seconds = ticks.elapsed()
+            cadence.over_budget = ticks.over_budget
+
+    def _start(self) -> bool:
+        """Async, before the clock starts, the arm holding: the broker's warm-up query and first chunk.
+        False if a stop came meanwhile."""
+        start = self.clock()
+        if not self.broker.warm_up(lambda: self._observe()[2]):
+            return False
+        self.cadence.warmup_s = self.clock() - start
+        return True
 
     def _end(self) -> Cadence:
-        cadence = self.cadence
+        cadence, broker = self.cadence, self.broker
         self._stopping()
         cadence.interventions = {k: v for k, v in self.safety.counts.items() if v}
-        cadence.skipped, cadence.dropped = self.queue.skipped, self.queue.dropped
-        cadence.latency_estimate_s = self.latency.seconds
+        cadence.queries, cadence.waits, cadence.lead = broker.queries, broker.waits, broker.lead
+        cadence.infer_s, cadence.query_s, cadence.held_s = broker.infer_s, broker.query_s, broker.held_s
+        cadence.skipped, cadence.dropped = broker.queue.skipped, broker.queue.dropped
+        cadence.latency_estimate_s = broker.latency.seconds
         return cadence
 
     def _stopping(self) -> bool:
@@ -258,80 +236,9 @@ class _Rollout:
         frames = self.robot.read_images()
         return joints, frames, Query([frames[name] for name in self.names], joints, self.prompt)
 
-    def _start(self) -> bool:
-        """Async, before the clock starts, the arm holding: a warm-up query (it pays for allocations,
-        kernels, a connection; its latency is left out of the estimate and its chunk unused), then the
-        first chunk. False if a stop came meanwhile."""
-        start = self.clock()
-        for warm_up in (True, False):
-            query = self._observe()[2]
-            if warm_up:
-                self.worker.submit(query, 0)
-            else:
-                self._submit(query)
-            answer = self._wait()
-            if answer is None:
-                return False
-            if warm_up:
-                self.latency.add(answer.seconds)
-            else:
-                self._take(answer)
-        self.cadence.warmup_s = self.clock() - start
-        return True
-
-    def _keep_chunks_coming(self, query: Query) -> bool:
-        """Ask when it is time, take what has arrived, and wait if there is nothing to execute.
-        False if a stop came while waiting."""
-        queue = self.queue
-        if self.ex.asynchronous:
-            answer = self.worker.wait(0.0)
-            if answer is not None:
-                self._take(answer)
-            lead = lead_ticks(self.latency.seconds, self.period, self.ex.min_lead, self.ex.lead)
-        else:
-            lead = 0
-        self.cadence.lead = lead
-        while not (queue.available if self.ex.asynchronous else not queue.due):
-            if not self.worker.busy:
-                self._submit(query)
-            answer = self._wait()
-            if answer is None:
-                return False
-            self.cadence.waits += 1
-            self._take(answer)
-        if self.ex.asynchronous and not self.worker.busy and queue.remaining <= lead:
-            self._submit(query)
-        return True
-
-    def _submit(self, query: Query) -> None:
-        self.worker.submit(query, self.queue.tick)
-        self.cadence.queries += 1
-
-    def _wait(self) -> Answer | None:
-        """The answer in flight, with the arm holding and the watchdog patient; None on a stop."""
-        start = self.clock()
-        try:
-            with self.safety.idle(self.ex.infer_timeout_s):
-                while not self._stopping():
-                    answer = self.worker.wait(self.period)  # in slices: a Ctrl-C ends the wait within one tick
-                    if answer is not None:
-                        return answer
-            return None
-        finally:
-            if self.queue.chunks:
-                self.cadence.held_s += self.clock() - start
-
-    def _take(self, answer: Answer) -> None:
-        self.latency.add(answer.seconds)
-        self.cadence.infer_s.append(answer.seconds)
-        if self.queue.chunks:  # the first chunk is waited for before anything moves: not counted
-            self.cadence.query_s += answer.seconds
-        dof = len(self.robot.config.joints)
-        if self.queue.push(check_chunk(answer.chunk, dof), answer.origin) is not None:
-            self.switched = self.queue.chunks > 1
-
     def _measure_step(self, target: np.ndarray) -> None:
         """How far this command asks to move from the last one sent, in units of max_step (1 = the limit)."""
+        self.switched = self.switched or self.broker.switch
         last = self.safety.last_command
         if last is None or not np.all(np.isfinite(target)):
             return

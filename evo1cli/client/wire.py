@@ -6,8 +6,12 @@ msgpack (binary frames). Arrays are maps {b"__ndarray__": True, b"data", b"dtype
 convention of openpi's msgpack_numpy, so its clients' encoders work too.
     request  {"images": [HxWx3 uint8 RGB | None, ...], "state": float array, "prompt": str,
               "embodiment"?: str, "dataset"?: str, "seed"?: int or [seed, index], "id"?: str or int}
-    reply    {"actions": (H, A) float32, "server_timing": {"infer_ms", "total_ms", "batch_size"}, "id"?}
-    error    {"error": {"field": str, "message": str}, "id"?}
+    reply    {"actions": (H, A) float32, "server_timing": {"infer_ms", "total_ms", "batch_size"}, "id"}
+    error    {"error": {"field": str, "message": str}, "id"}
+
+The id: a request may carry one (a string or an integer); the reply to it, an error included, carries the
+same id (omitted only when the request had none, or the frame could not be read as a map). The client
+(remote.py) gives every request an id and refuses a reply whose id is missing or different (field "id").
 
 The authors' JSON (text frames), unchanged: {"image": [3 nested-list HxWx3 uint8, BGR], "image_mask":
 [3 x 0/1], "state": [...], "prompt": str, "action_mask": [24] or [[24]], "arm_key"?, "dataset_key"?};
@@ -24,8 +28,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from evo1cli.features import MAX_DIM
-
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 9000  # where `evo1 serve` listens unless told otherwise
+DEFAULT_URL = f"ws://{DEFAULT_HOST}:{DEFAULT_PORT}"  # where clients look for it
 MSGPACK, AUTHORS = "msgpack", "authors"
 SUBPROTOCOL = "evo1.msgpack"  # clients that offer it get the metadata message on connect
 MAX_VIEWS = 3
@@ -39,10 +43,11 @@ class RequestError(Exception):
     an error reply; the client raises it again from that reply, and for a server it cannot reach or that
     refuses the connection (field "connection") or does not answer in time (field "timeout")."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, request_id: Any = None):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.request_id = request_id  # the refused request's id, when it could be read: the error reply echoes it
 
 
 # ---------------------------------------------------------------------------------------------- msgpack
@@ -101,18 +106,23 @@ class Request:
 
 
 def parse(frame: bytes | str) -> Request:
-    """A request from one websocket frame: binary is msgpack, text is the authors' JSON."""
+    """A request from one websocket frame: binary is msgpack, text is the authors' JSON. A refused request's
+    error carries its id when the frame was a map with one."""
     if isinstance(frame, bytes):
         try:
             data = unpack(frame)
         except Exception as err:
             raise RequestError("message", f"not valid msgpack ({type(err).__name__})") from None
-        return _from_msgpack(data)
+    else:
+        try:
+            data = json.loads(frame)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise RequestError("message", f"not valid JSON ({err})") from None
     try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise RequestError("message", f"not valid JSON ({err})") from None
-    return _from_authors(data)
+        return _from_msgpack(data) if isinstance(frame, bytes) else _from_authors(data)
+    except RequestError as err:
+        err.request_id = _id(data.get("id")) if isinstance(data, dict) else None
+        raise
 
 
 def _from_msgpack(data: Any) -> Request:
@@ -169,9 +179,13 @@ def _request(
         embodiment=_key(data.get(embodiment_key), embodiment_key),
         dataset=_key(data.get(dataset_key), dataset_key),
         protocol=protocol,
-        id=data.get("id") if isinstance(data.get("id"), str | int) else None,
+        id=_id(data.get("id")),
         seed=_seed(data.get("seed")),
     )
+
+
+def _id(value: Any) -> str | int | None:
+    return value if isinstance(value, str | int) else None
 
 
 def _image(value: Any, where: str) -> np.ndarray:
@@ -231,7 +245,7 @@ def crop_padded_state(state: np.ndarray, dim: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- replies
-def reply(request: Request, actions: np.ndarray, timing: dict[str, float], pad_to: int = MAX_DIM) -> bytes | str:
+def reply(request: Request, actions: np.ndarray, timing: dict[str, float], pad_to: int) -> bytes | str:
     """The reply to a request; the authors' JSON protocol gets the chunk zero-padded to `pad_to` dims (the
     model's action_dim, 24 for the authors' checkpoints)."""
     if request.protocol == AUTHORS:

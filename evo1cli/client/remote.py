@@ -1,12 +1,13 @@
-"""A light client for `evo1 serve`: needs only numpy, msgpack and websockets (no torch).
+"""The websocket client of `evo1 serve`: needs only numpy, msgpack and websockets (no torch).
 
-client = PolicyClient("ws://127.0.0.1:9000", token=None)      # retries until the server is up
+client = PolicyClient(wire.DEFAULT_URL, token=None)           # retries until the server is up
 chunk = client.infer([rgb], state, "Press a button")          # (H, action dims) float32
 run = ChunkExecutor(client, execute=15)                       # one action per control tick
 action = run.act([rgb], state, "Press a button")              # re-queries when 15 are used
 policy = RemotePolicy(client)                                 # the policy interface (chunks.Policy)
 
-Every request carries an id and its reply must echo it. A request that times out closes the connection
+Every request carries an id and its reply must echo it (a reply without it, or with another, is refused:
+field "id"). A request that times out closes the connection
 (the next request opens a new one), so a late reply can never be taken for the answer to a newer request.
 Keep-alive pings are off by default: a long inference on a busy server must not look like a dead peer.
 Failures raise `wire.RequestError(field, message)`: the server's error replies, and "connection" (cannot
@@ -26,7 +27,8 @@ from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from . import wire  # relative: `evo1 bench robotwin --export-plugin` ships this package as-is
-from .chunks import ActionQueue, Query
+from .broker import ChunkBroker
+from .chunks import Query
 
 RequestError = wire.RequestError
 
@@ -34,7 +36,7 @@ RequestError = wire.RequestError
 class PolicyClient:
     def __init__(
         self,
-        url: str = "ws://127.0.0.1:9000",
+        url: str = wire.DEFAULT_URL,
         token: str | None = None,
         retries: int = 30,
         retry_delay_s: float = 0.5,
@@ -127,9 +129,12 @@ class PolicyClient:
         except (WebSocketException, OSError) as err:
             self._drop()
             raise RequestError("connection", f"lost {self.url} ({type(err).__name__}: {err})") from None
-        if reply.get("id") != request_id:
+        if "id" not in reply:  # the protocol: a reply echoes its request's id
             self._drop()
-            raise RequestError("id", f"the reply answers request {reply.get('id')!r}, not {request_id}")
+            raise RequestError("id", f"{self.url} sent a reply without the id of request {request_id}")
+        if reply["id"] != request_id:
+            self._drop()
+            raise RequestError("id", f"the reply answers request {reply['id']!r}, not {request_id}")
         if "error" in reply:
             raise RequestError(reply["error"].get("field", "?"), reply["error"].get("message", "?"))
         return reply
@@ -158,6 +163,11 @@ class RemotePolicy:
         self.client = client
         self.embodiment, self.dataset = embodiment, dataset
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the server sent on connect."""
+        return self.client.metadata
+
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
         return [
             np.asarray(
@@ -183,12 +193,12 @@ class ChunkExecutor:
 
     def __init__(self, client: PolicyClient, execute: int | None = None, **keys: str | None):
         self.policy = RemotePolicy(client, keys.get("embodiment"), keys.get("dataset"))
-        self.queue = ActionQueue(execute)
+        self.broker = ChunkBroker(self.policy, execute)
 
     def reset(self) -> None:
-        self.queue.reset()
+        self.broker.reset()
 
     def act(self, images: Sequence[np.ndarray | None], state: np.ndarray | Sequence[float], prompt: str) -> np.ndarray:
-        if self.queue.due:
-            self.queue.push(self.policy.infer([Query(images, state, prompt)])[0])
-        return self.queue.pop()
+        action = self.broker.act(lambda: Query(images, state, prompt))
+        assert action is not None  # a synchronous broker without a stop always answers
+        return action

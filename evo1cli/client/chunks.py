@@ -1,10 +1,11 @@
 """What every chunk loop shares: the query, the policy interface and the action queue (numpy only).
 
     Query            what a policy is asked: views, state, prompt, optional stats keys and noise key
-    Policy           anything with `infer(queries) -> chunks`: a checkpoint on a device
-                     (`evo1cli.runtime.policy.LocalPolicy`) or `evo1 serve` (`client.RemotePolicy`)
-    ActionQueue      the current chunk, one action per control tick (the bench harness, `evo1 deploy`,
-                     the client's `ChunkExecutor` and the RoboTwin plug-in all execute chunks through it)
+    Policy           `infer(queries) -> chunks`, `metadata`, `close()`: a checkpoint on a device
+                     (`evo1cli.runtime.policy.LocalPolicy`), `evo1 serve` (`remote.RemotePolicy`) or a
+                     recorded episode (`evo1cli.deploy.replay.ReplayPolicy`)
+    ActionQueue      the current chunk, one action per control tick (`broker.ChunkBroker` drives it for
+                     the bench harness, `evo1 deploy`, the client's `ChunkExecutor` and the RoboTwin plug-in)
     LatencyEstimate  how long a query takes, as the asynchronous loop plans with it
 
 Time in the queue is counted in ticks: one tick per action handed out. A chunk answers the observation
@@ -21,8 +22,7 @@ taken at some tick (its `origin`): its action k belongs to tick origin + k. The 
 - blend: at a switch the first `blend` actions mix the old chunk's plan for that tick with the new one's,
   weights (k + 1) / (blend + 1) for k = 0 .. blend - 1, so the command does not jump.
 
-This file ships with the light client (`evo1 bench robotwin --export-plugin`): numpy and the standard
-library only.
+Numpy and the standard library only: it ships with the light client (`evo1 bench robotwin --export-plugin`).
 """
 
 from __future__ import annotations
@@ -51,9 +51,16 @@ class Query:
 
 
 class Policy(Protocol):
-    """Action chunks for a batch of queries: one (H, native action dims) float32 array each."""
+    """Action chunks for a batch of queries: one (H, native action dims) array each. `metadata` describes
+    the policy (for a checkpoint: what `evo1 serve` sends on connect); `close` frees what it holds (a
+    connection, say) and is safe to call twice."""
 
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]: ...
+
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class ActionQueue:
