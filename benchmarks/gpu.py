@@ -4,6 +4,7 @@
                        448 px, 32 and 50 Euler steps (median of --repeats after a warm-up chunk)
     2. serving         requests/s of `evo1 serve` (loopback websocket, batching on) with 1, 4 and 16 clients
     3. training        one optimizer step of stage 1 (backbone frozen) and stage 2 (all) at batch 16
+    4. memory          peak GPU memory of a stage-2 step at batch 8, with and without gradient checkpointing
     baseline           the batch-1, 1-view, 50-step chunk in float32, in the same run
 
 It prints what it measured with the hardware name, and the bf16 speed-up over float32 last.
@@ -12,6 +13,7 @@ It prints what it measured with the hardware name, and the bf16 speed-up over fl
     python benchmarks/gpu.py --write-docs                   # on a CUDA machine (about 10 minutes on one GPU)
     python benchmarks/gpu.py --device cpu --preset tiny     # the same code paths in a few minutes, anywhere
     python benchmarks/gpu.py --device cpu --only-dtypes     # just the bf16 / float32 chunk (the --dtype auto case)
+    python benchmarks/gpu.py --quick                        # 50-step chunks only, 1 and 4 clients (scripts/gpu-check)
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--write-docs", action="store_true", help="Replace the GPU section of docs/benchmarks.md.")
     parser.add_argument("--only-dtypes", action="store_true", help="Only the batch-1 chunk, bf16 and float32.")
+    parser.add_argument("--quick", action="store_true", help="50 Euler steps only, 1 and 4 clients (fits a loan).")
     args = parser.parse_args()
     if args.only_dtypes:
         return dtype_ratio(args.device, args.preset, args.repeats)
@@ -127,7 +130,7 @@ def main() -> None:
     latency = {}
     for batch in (1, 8):
         for views in (1, 3):
-            for steps in (32, 50):
+            for steps in (50,) if args.quick else (32, 50):
                 seconds = chunk_seconds(policy, batch, views, steps, args.repeats, device)
                 latency[batch, views, steps] = seconds
                 line = (f"chunk: batch {batch}, {views} view(s), {steps} steps: {1000 * seconds:8.1f} ms "
@@ -137,19 +140,28 @@ def main() -> None:
     inference_peak = peak_gb(device)
 
     rates = {}
-    for clients in (1, 4, 16):
+    for clients in (1, 4) if args.quick else (1, 4, 16):
         rates[clients] = throughput(policy.model, clients, batching=True)
         print(f"serve: {clients:2d} clients: {rates[clients]:7.2f} requests/s", flush=True)
     del policy
 
     steps_s = {}
+    model = "tiny" if args.preset == "tiny" else "full"
     for stage in (1, 2):
         reset_peak(device)
-        model = "tiny" if args.preset == "tiny" else "full"
         result = worker(model, stage, "evo1", max(2, args.repeats // 2), args.dtype, device, args.train_batch)
         steps_s[stage] = (result["seconds_per_step"], peak_gb(device))
         print(f"train: stage {stage}, batch {args.train_batch}: {result['seconds_per_step']:.3f} s/step "
               f"({result['samples_per_s']:.1f} samples/s, peak {steps_s[stage][1]:.1f} GB)", flush=True)  # fmt: skip
+
+    memory = {}  # stage 2, batch 8: the figure that picks a card
+    for checkpointing in (False, True):
+        reset_peak(device)
+        result = worker(model, 2, "evo1", 1, args.dtype, device, 8, gradient_checkpointing=checkpointing)
+        memory[checkpointing] = (peak_gb(device), result["seconds_per_step"])
+        state = "on" if checkpointing else "off"
+        print(f"memory: stage 2, batch 8, gradient checkpointing {state}: peak {memory[checkpointing][0]:.1f} GB, "
+              f"{result['seconds_per_step']:.3f} s/step", flush=True)  # fmt: skip
 
     fp32 = LocalPolicy(build(args.preset, device, torch.float32), "robot", "demo")
     baseline = chunk_seconds(fp32, 1, 1, 50, args.repeats, device)
@@ -180,6 +192,12 @@ def main() -> None:
             f"{s:.3f} s ({args.train_batch / s:.1f} samples/s, peak {gb:.1f} GB)" for s, gb in steps_s.values()
         )
         + ".",
+        "",
+        f"Stage 2 at batch 8 ({args.dtype} weights, AdamW; peak of `torch.cuda.max_memory_allocated`):",
+        "",
+        "| gradient checkpointing | peak GPU memory | s per step |",
+        "|---|---|---|",
+        *(f"| {'on' if on else 'off'} | {gb:.1f} GB | {s:.3f} |" for on, (gb, s) in memory.items()),
         END,
     ])  # fmt: skip
     if args.write_docs:

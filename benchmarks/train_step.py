@@ -60,9 +60,17 @@ def sync(device: str) -> None:
 
 
 def worker(
-    model: str, stage: int, pipeline: str, repeats: int, dtype_name: str, device: str = "cpu", batch_size: int = 0
+    model: str,
+    stage: int,
+    pipeline: str,
+    repeats: int,
+    dtype_name: str,
+    device: str = "cpu",
+    batch_size: int = 0,
+    gradient_checkpointing: bool = False,
 ) -> dict:
-    """Seconds per optimizer step (median of `repeats` after one warm-up step); batch 0: `BATCH[model]`."""
+    """Seconds per optimizer step (median of `repeats` after one warm-up step); batch 0: `BATCH[model]`.
+    `gradient_checkpointing` recomputes the backbone's activations in backward (stage 2, as the recipe option)."""
     from evo1cli.model.config import Evo1Config
     from evo1cli.model.policy import Evo1Policy
     from evo1cli.smoke import synthetic_batch
@@ -74,6 +82,8 @@ def worker(
     config = Evo1Config.preset("tiny" if model == "tiny" else "internvl3-1b", backbone_init="random")
     policy = Evo1Policy.build(config, dtype).to(device)
     policy.freeze_backbone(stage == 1)
+    if gradient_checkpointing and stage == 2:
+        policy.backbone.enable_gradient_checkpointing()
     policy.train()
     batch, _ = synthetic_batch(config, size)
     batch.image_mask[:, 1:] = False  # one view per sample

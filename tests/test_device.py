@@ -71,13 +71,30 @@ def test_cpu_bf16_detection_from_torch_or_proc_cpuinfo():
 
 
 def test_this_machine_agrees_with_its_own_cpuinfo():
+    """On every machine: this machine's real /proc/cpuinfo text (every core's block, every other line) parses to
+    exactly its bf16 flags, the same text with them planted or removed parses to those, and the default call
+    (torch's probe, then the OS) reports at least what the text says."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            text = f.read()
     except OSError:
         pytest.skip("no /proc/cpuinfo")
-    native = {"avx512_bf16", "amx_bf16"} & set(flags.split())
-    assert set(cpu_bf16_features()) >= native
+    lines = text.splitlines()
+    index = next((i for i, line in enumerate(lines) if line.split(":")[0].strip() in ("flags", "Features")), None)
+    if index is None:
+        pytest.skip("/proc/cpuinfo has no flags line")
+    key, _, value = lines[index].partition(":")
+    flags = value.split()
+    native = tuple(sorted({"avx512_bf16", "amx_bf16", "bf16"} & set(flags)))
+    assert cpu_bf16_features(text, {}) == native
+
+    def with_flags(new: list[str]) -> str:
+        return "\n".join([*lines[:index], f"{key}: {' '.join(new)}", *lines[index + 1 :]])
+
+    plain = [flag for flag in flags if flag not in {"avx512_bf16", "amx_bf16", "bf16"}]
+    assert cpu_bf16_features(with_flags(plain), {}) == ()
+    assert cpu_bf16_features(with_flags([*plain, "amx_bf16", "avx512_bf16"]), {}) == ("amx_bf16", "avx512_bf16")
+    assert set(cpu_bf16_features()) >= set(native)
 
 
 def test_training_asks_the_same_bf16_question():

@@ -13,6 +13,7 @@ from rich.console import Console
 from evo1cli.bench.harness import BenchProtocol
 from evo1cli.bench.suites import SUITES, Suite, flag, get_suite
 from evo1cli.client import wire
+from evo1cli.client.chunks import Policy
 from evo1cli.commands.checkpoints import (
     CHECKPOINT_HELP,
     dataset_key_option,
@@ -22,7 +23,6 @@ from evo1cli.commands.checkpoints import (
 )
 from evo1cli.commands.output import console, print_json
 from evo1cli.errors import Evo1Error
-from evo1cli.client.chunks import Policy
 from evo1cli.serving.robotwin import EXECUTE_STEPS
 
 app = typer.Typer(help="Benchmark policies in simulation.", no_args_is_help=True)
