@@ -33,7 +33,6 @@ if PRESET not in ("full", "tiny"):
     raise ValueError(f"EVO1_GPU_PRESET: {PRESET!r}, expected full or tiny")
 
 from conftest import make_dataset  # noqa: E402  (tests/conftest.py)
-from evo1cli.serving.chunks import Query  # noqa: E402
 from test_interop import (  # noqa: E402  (tests/test_interop.py: the fixtures' references and how to read them)
     AUTHORS,
     LEROBOT,
@@ -42,6 +41,7 @@ from test_interop import (  # noqa: E402  (tests/test_interop.py: the fixtures' 
     max_relative_error,
 )
 
+from evo1cli.client.chunks import Query  # noqa: E402
 from evo1cli.model.config import Evo1Config  # noqa: E402
 from evo1cli.model.normalization import NormStats, StatsTable  # noqa: E402
 from evo1cli.model.policy import Evo1Policy  # noqa: E402
@@ -157,8 +157,9 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_serve_answers_the_authors_json_client_and_the_msgpack_client(checkpoints):
-    from evo1cli.serving.client import PolicyClient
     from websockets.sync.client import connect
+
+    from evo1cli.client.remote import PolicyClient
 
     process = subprocess.Popen([*EVO1, "serve", "--checkpoint", str(checkpoints["metaworld"]), "--port", "0",
                                 "--device", cli_device(), "--seed", "3"],
