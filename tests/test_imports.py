@@ -26,6 +26,7 @@ def imports() -> dict[str, set[str]]:
                     base = ".".join(parent + ([node.module] if node.module else []))
                 if base.startswith("evo1cli"):
                     found.add(base)
+                    found.update(f"{base}.{a.name}" for a in node.names)  # a name may be a module
     return graph
 
 
@@ -71,3 +72,70 @@ def test_robots_is_hardware_only():
     found = {t for m, ts in graph.items() if m.startswith("evo1cli.robots") for t in ts}
     assert {t for t in found if not t.startswith(allowed)} == set()
     assert any(m.startswith("evo1cli.deploy") for m in graph)  # the walk sees the package it keeps apart
+
+
+# The packages bottom-up: a module imports only from its own package or from a lower layer. Packages in one
+# layer do not import each other. docs/architecture.md walks the same list.
+LAYERS: list[set[str]] = [
+    {"evo1cli", "errors", "features"},  # the version, the one error type, the LeRobot keys and padded width
+    {"fileio", "yamlconfig"},
+    {"model"},
+    {"data", "interop", "sim", "client"},
+    {"robots"},
+    {"collect", "deploy"},
+    {"runtime"},
+    {"serving", "train", "bench", "sysinfo"},
+    {"quickstart", "smoke"},
+    {"commands"},
+    {"__main__"},
+]
+
+
+def package_of(module: str) -> str:
+    """`evo1cli.data.v30` -> data; `evo1cli.__version__` (a name in evo1cli/__init__.py) -> evo1cli."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in set().union(*LAYERS) else "evo1cli"
+
+
+def layer_of(package: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if package in layer)
+
+
+def test_every_package_has_a_layer():
+    packages = {m.split(".")[1] if "." in m else m for m in imports()}
+    assert packages == set().union(*LAYERS), packages ^ set().union(*LAYERS)
+
+
+def test_imports_point_down_only():
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in imports().items()
+        for target in targets
+        if package_of(module) != package_of(target) and layer_of(package_of(target)) >= layer_of(package_of(module))
+    ]
+    assert not upward, upward
+
+
+def test_no_import_cycle_between_modules():
+    graph = imports()
+    modules = set(graph)
+
+    def resolve(target: str) -> str:  # `from evo1cli.client import wire` imports the module evo1cli.client.wire
+        return target if target in modules else target.rpartition(".")[0]
+
+    edges = {m: {resolve(t) for t in ts if resolve(t) in modules and resolve(t) != m} for m, ts in graph.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for nxt in sorted(edges[module]):
+            if state.get(nxt) == 1:
+                return [*path, module, nxt]
+            if nxt not in state and (cycle := visit(nxt, [*path, module])):
+                return cycle
+        state[module] = 2
+        return None
+
+    for module in sorted(modules):
+        if module not in state and (cycle := visit(module, [])):
+            raise AssertionError(" -> ".join(cycle))
