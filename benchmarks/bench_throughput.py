@@ -34,12 +34,12 @@ ACTION_STEPS, SEED = PROTOCOL.action_steps, PROTOCOL.seed
 def tiny_policy(image_size: int):
     from evo1cli.model.config import Evo1Config
     from evo1cli.model.normalization import NormStats, StatsTable
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
 
     stats = StatsTable()
     stats.add("metaworld", "mt10", NormStats.identity(8, 4))
     torch.manual_seed(0)
-    return Evo1Policy.build(Evo1Config.preset("tiny", image_size=image_size), stats=stats).eval()
+    return Evo1Model.build(Evo1Config.preset("tiny", image_size=image_size), stats=stats).eval()
 
 
 def authors_loop(tasks: list[str], episodes: int, max_steps: int, policy, image_size: int) -> int:

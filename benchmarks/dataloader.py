@@ -44,7 +44,7 @@ from evo1cli.data.loader import DataSource, WindowDataset, collate
 from evo1cli.data.types import V21, V30
 from evo1cli.data.video import read_frame_from_start
 from evo1cli.model.config import Evo1Config
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 CAMERAS = "corner2,corner3"
 
@@ -77,7 +77,7 @@ def data_wait(dataset_dir: Path, steps: int, workers: int) -> tuple[float, float
     loop spent waiting for data during the first epoch, the same over `steps` later steps)."""
     config = Evo1Config.preset("tiny")
     windows = WindowDataset.from_config([DataSource(dataset_dir, "metaworld", views=None)], config, augment=True)
-    policy = Evo1Policy.build(config, stats=windows.stats)
+    policy = Evo1Model.build(config, stats=windows.stats)
     policy.backbone.requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.action_head.parameters(), lr=1e-4)
     loader = torch.utils.data.DataLoader(

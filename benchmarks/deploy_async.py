@@ -34,7 +34,7 @@ from evo1cli.deploy.fakes import Circle, Delayed
 from evo1cli.deploy.rollout import Execution, run_rollout
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.device import choose_placement
 from evo1cli.runtime.policy import LocalPolicy, open_policy
@@ -43,12 +43,12 @@ from evo1cli.serving.server import PolicyServer, ServeOptions
 CIRCLE_JOINTS = {"so100": (0, 4), "xarm6": (0, 5)}  # base and wrist/flange roll: the end effector stays put
 
 
-def tiny(dof: int) -> Evo1Policy:
+def tiny(dof: int) -> Evo1Model:
     placement = choose_placement()
     stats = StatsTable()
     unit = FeatureStats(-np.ones(dof) * 100, np.ones(dof) * 100)
     stats.add("robot", "demo", NormStats(unit, unit))
-    model = Evo1Policy.build(Evo1Config.preset("tiny"), stats=stats).eval()
+    model = Evo1Model.build(Evo1Config.preset("tiny"), stats=stats).eval()
     return model.to(placement.device, placement.torch_dtype)
 
 

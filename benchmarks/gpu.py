@@ -34,7 +34,7 @@ from train_step import sync, worker  # benchmarks/train_step.py
 from evo1cli.client.chunks import Query
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.runtime.device import choose_placement
 from evo1cli.runtime.policy import LocalPolicy
 
@@ -43,11 +43,11 @@ BEGIN, END = "<!-- benchmarks/gpu.py: begin -->", "<!-- benchmarks/gpu.py: end -
 PRESET = {"full": "internvl3-1b", "tiny": "tiny"}
 
 
-def build(preset: str, device: str, dtype: torch.dtype) -> Evo1Policy:
+def build(preset: str, device: str, dtype: torch.dtype) -> Evo1Model:
     stats = StatsTable()
     stats.add("robot", "demo", NormStats.identity(8, 7))
     config = Evo1Config.preset(PRESET[preset], backbone_init="random")
-    return Evo1Policy.build(config, dtype, stats).to(device).eval()
+    return Evo1Model.build(config, dtype, stats).to(device).eval()
 
 
 def chunk_seconds(policy: LocalPolicy, batch: int, views: int, steps: int, repeats: int, device: str) -> float:

@@ -90,13 +90,13 @@ def reference_chunk(policy, obs, noise) -> None:
 def worker(pipeline: str, dtype_name: str, repeats: int) -> dict:
     from evo1cli.model.config import Evo1Config
     from evo1cli.model.normalization import NormStats, StatsTable
-    from evo1cli.model.policy import Evo1Policy, Observation
+    from evo1cli.model.policy import Evo1Model, Observation
 
     dtype = getattr(torch, dtype_name)
     stats = StatsTable()
     stats.add("metaworld", "mt50", NormStats.identity(8, 4))
     start = time.perf_counter()
-    policy = Evo1Policy.build(Evo1Config(backbone_init="random"), dtype, stats).eval()
+    policy = Evo1Model.build(Evo1Config(backbone_init="random"), dtype, stats).eval()
     build_seconds = time.perf_counter() - start
     clock = StageClock(policy.backbone)
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ from evo1cli.client import wire
 from evo1cli.client.remote import PolicyClient
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.serving.server import PolicyServer, ServeOptions
 
 
@@ -98,7 +98,7 @@ def stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     thread.join(30)
 
 
-def throughput(policy: Evo1Policy, clients: int, batching: bool, per_client: int = 3) -> float:
+def throughput(policy: Evo1Model, clients: int, batching: bool, per_client: int = 3) -> float:
     options = ServeOptions(port=0, max_batch=16 if batching else 1, batch_window_s=0.01 if batching else 0.0)
     server = PolicyServer(policy, options)
     port, loop, thread = in_thread(server.serve_forever)
@@ -136,7 +136,7 @@ def main() -> None:
     config = Evo1Config.preset("tiny", num_inference_steps=10)
     stats = StatsTable()
     stats.add("metaworld", "mt50", NormStats.identity(8, 4))
-    policy = Evo1Policy.build(config, stats=stats).eval()
+    policy = Evo1Model.build(config, stats=stats).eval()
     rates = {}
     for clients in (1, 4, 16):
         for batching in (False, True):

@@ -1,7 +1,7 @@
 """Training samples per second, stage 1 and stage 2, tiny and full-size (random weights), on this machine.
 
 One optimizer step = forward, backward, gradient clipping and AdamW on a fixed synthetic batch (one
-view per sample, a short prompt, horizon 50), exactly as `evo1 train` runs it (`Evo1Policy.forward`,
+view per sample, a short prompt, horizon 50), exactly as `evo1 train` runs it (`Evo1Model.forward`,
 the recipe's optimizer groups). Stage 1 freezes the backbone (run under no_grad), stage 2 trains all.
 
 Baseline, measured in the same run: the authors' stage-1 step on the same weights, where every
@@ -72,7 +72,7 @@ def worker(
     """Seconds per optimizer step (median of `repeats` after one warm-up step); batch 0: `BATCH[model]`.
     `gradient_checkpointing` recomputes the backbone's activations in backward (stage 2, as the recipe option)."""
     from evo1cli.model.config import Evo1Config
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
     from evo1cli.smoke import synthetic_batch
     from evo1cli.train.optim import build_optimizer
     from evo1cli.train.recipe import StageSettings
@@ -80,7 +80,7 @@ def worker(
     dtype = getattr(torch, dtype_name)
     size = batch_size or BATCH[model]
     config = Evo1Config.preset("tiny" if model == "tiny" else "internvl3-1b", backbone_init="random")
-    policy = Evo1Policy.build(config, dtype).to(device)
+    policy = Evo1Model.build(config, dtype).to(device)
     policy.freeze_backbone(stage == 1)
     if gradient_checkpointing and stage == 2:
         policy.backbone.enable_gradient_checkpointing()

@@ -22,7 +22,7 @@ from evo1cli.model.config import Evo1Config
 from evo1cli.model.flow_matching import flow_matching_loss, sample_actions
 from evo1cli.model.images import to_pixel_values
 from evo1cli.model.normalization import NormStats, StatsTable
-from evo1cli.model.policy import Batch, Evo1Policy, Observation
+from evo1cli.model.policy import Batch, Evo1Model, Observation
 
 NATIVE_STATE_DIM, NATIVE_ACTION_DIM = 8, 4  # Meta-World's dims
 PROMPTS = ("Press a button from the top", "Reach a goal position", "Push and close a window", "Open a drawer")
@@ -63,7 +63,7 @@ def synthetic_batch(config: Evo1Config, batch_size: int = 4, seed: int = 0) -> t
 
 
 def overfit(
-    policy: Evo1Policy,
+    policy: Evo1Model,
     batch: Batch,
     steps: int,
     lr: float = 3e-4,
@@ -106,7 +106,7 @@ def overfit(
 
 
 @torch.no_grad()
-def sample_error(policy: Evo1Policy, batch: Batch, seed: int = 0) -> float:
+def sample_error(policy: Evo1Model, batch: Batch, seed: int = 0) -> float:
     """Mean absolute error between sampled chunks and the batch's targets, over active elements."""
     context, valid = policy.embed(batch.pixel_values, batch.image_mask, batch.prompts)
     masks = Masks(context=valid, action=batch.action_mask)
@@ -142,7 +142,7 @@ def smoke(
     config = Evo1Config.preset(preset, horizon=SMOKE_HORIZON)
     stats = StatsTable()
     stats.add("synthetic", "smoke", NormStats.identity(NATIVE_STATE_DIM, NATIVE_ACTION_DIM))
-    policy = Evo1Policy.build(config, stats=stats)
+    policy = Evo1Model.build(config, stats=stats)
     batch, images = synthetic_batch(config)
     error_before = sample_error(policy, batch)
     start = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Model, Observation
 from evo1cli.serving.server import PolicyServer, ServeOptions
 
 # A run started in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would
@@ -46,8 +46,8 @@ def make_stats() -> StatsTable:
 
 
 @pytest.fixture(scope="session")
-def tiny_policy(tiny_config) -> Evo1Policy:
-    return Evo1Policy.build(tiny_config, stats=make_stats()).eval()
+def tiny_policy(tiny_config) -> Evo1Model:
+    return Evo1Model.build(tiny_config, stats=make_stats()).eval()
 
 
 def make_observation(seed: int = 0, views: int = 1, size: int = 96, prompt: str = "reach the goal") -> Observation:
@@ -115,7 +115,7 @@ def make_dataset(
 class Running:
     """A PolicyServer on a free port in a background thread."""
 
-    def __init__(self, policy: Evo1Policy, seed: int | None = 7, **options):
+    def __init__(self, policy: Evo1Model, seed: int | None = 7, **options):
         self.server = PolicyServer(policy, ServeOptions(port=0, seed=seed, **options))
         ready = threading.Event()
         self.loop = asyncio.new_event_loop()

@@ -213,12 +213,12 @@ def test_expert_through_the_harness_solves_mt10_tasks(tmp_path):
 def test_chunk_noise_depends_on_the_episode_and_query_only(tiny_config):
     from evo1cli.client.chunks import Query
     from evo1cli.model.normalization import NormStats, StatsTable
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
     from evo1cli.runtime.policy import LocalPolicy
 
     stats = StatsTable()
     stats.add("metaworld", "mw", NormStats.identity(8, 4))
-    predict = LocalPolicy(Evo1Policy.build(tiny_config.replace(horizon=16, image_size=32), stats=stats)).infer
+    predict = LocalPolicy(Evo1Model.build(tiny_config.replace(horizon=16, image_size=32), stats=stats)).infer
     rng = np.random.default_rng(0)
     queries = [
         Query(
@@ -236,12 +236,12 @@ def test_chunk_noise_depends_on_the_episode_and_query_only(tiny_config):
 @pytest.mark.slow
 def test_a_checkpoint_runs_batched_over_two_workers(tiny_config):
     from evo1cli.model.normalization import NormStats, StatsTable
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
     from evo1cli.runtime.policy import LocalPolicy
 
     stats = StatsTable()
     stats.add("metaworld", "mw", NormStats.identity(8, 4))
-    policy = Evo1Policy.build(tiny_config.replace(horizon=16, image_size=32), stats=stats)
+    policy = Evo1Model.build(tiny_config.replace(horizon=16, image_size=32), stats=stats)
     s = spec(episodes=1, seed=7, action_steps=15, image_size=32, max_steps=30, options={"variations": "per-seed"})
     records, levels, _ = evaluate("metaworld", ["reach-v3", "push-v3"], s, LocalPolicy(policy), workers=2)
     assert [r.task for r in records] == ["reach-v3", "push-v3"] and levels["push-v3"] == "hard"

@@ -10,7 +10,7 @@ from evo1cli.errors import Evo1Error
 from evo1cli.model import checkpoint as ckpt
 from evo1cli.model.checkpoint import load_policy, save_policy
 from evo1cli.model.config import Evo1Config
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_overwrite_is_atomic(tmp_path, tiny_policy, monkeypatch):
 
     monkeypatch.setattr(ckpt, "save_file", explode)
     with pytest.raises(OSError):
-        save_policy(Evo1Policy.build(Evo1Config.preset("tiny", seed=9), stats=make_stats()), target)
+        save_policy(Evo1Model.build(Evo1Config.preset("tiny", seed=9), stats=make_stats()), target)
     assert (target / "model.safetensors").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"], "no staging leftovers"
 

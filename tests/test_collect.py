@@ -77,13 +77,13 @@ def test_episodes_replay_from_their_recorded_seed_and_variation(collected):
 
 
 def test_collected_dataset_trains_through_the_loader(collected, tiny_config):
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
 
     config = tiny_config.replace(horizon=8)
     windows = WindowDataset.from_config([DataSource(collected, "metaworld_sawyer")], config, augment=True)
     assert len(windows) == load_meta(collected).total_frames
     loader = torch.utils.data.DataLoader(windows, batch_size=4, shuffle=True, collate_fn=collate, num_workers=1)
-    policy = Evo1Policy.build(config, stats=windows.stats)
+    policy = Evo1Model.build(config, stats=windows.stats)
     optimizer = torch.optim.AdamW(policy.action_head.parameters(), lr=1e-4)
     batch = next(iter(loader))
     assert batch.pixel_values.shape == (4, 3, config.image_size, config.image_size)

@@ -29,7 +29,7 @@ from evo1cli.interop.resolve import resolve_checkpoint
 from evo1cli.interop.verify import verify_checkpoint
 from evo1cli.model.action_head import sinusoid_table
 from evo1cli.model.checkpoint import load_policy, save_policy
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Model, Observation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AUTHORS = FIXTURES / "authors_main_small"
@@ -67,7 +67,7 @@ def authors_cases():
         yield observation, ref.get_tensor(f"obs{i}.noise_initial")[None], ref.get_tensor(f"obs{i}.d.actions").numpy()
 
 
-def authors_actions(policy: Evo1Policy) -> list[np.ndarray]:
+def authors_actions(policy: Evo1Model) -> list[np.ndarray]:
     return [policy.predict([obs], noise=noise)[0] for obs, noise, _ in authors_cases()]
 
 
@@ -83,7 +83,7 @@ def lerobot_batch(absent: bool = False) -> tuple[list[Observation], torch.Tensor
     return observations, ref.get_tensor("noise")
 
 
-def lerobot_actions(policy: Evo1Policy, absent: bool = False) -> np.ndarray:
+def lerobot_actions(policy: Evo1Model, absent: bool = False) -> np.ndarray:
     observations, noise = lerobot_batch(absent)
     return np.stack(policy.predict(observations, noise=noise))
 
@@ -241,14 +241,14 @@ def test_lerobot_export_round_trip(lerobot_ckpt, tmp_path):
 
 
 def test_lerobot_export_says_what_lerobot_cannot_express(tmp_path, tiny_config):
-    policy = Evo1Policy.build(tiny_config.replace(time_index_scale=1000), stats=make_stats())
+    policy = Evo1Model.build(tiny_config.replace(time_index_scale=1000), stats=make_stats())
     save_policy(policy, tmp_path / "ckpt")
     warnings = export_checkpoint(tmp_path / "ckpt", "lerobot", tmp_path / "out", vlm_name="OpenGVLab/InternVL3-1B-hf")
     assert any("floor(t * 1000)" in w for w in warnings)
     assert any("does not clip" in w for w in warnings)
     assert any("camera names unknown" in w for w in warnings)
     assert not (tmp_path / "out" / "vlm").exists()
-    save_policy(Evo1Policy.build(tiny_config.replace(ff_dim=256), stats=make_stats()), tmp_path / "ff")
+    save_policy(Evo1Model.build(tiny_config.replace(ff_dim=256), stats=make_stats()), tmp_path / "ff")
     with pytest.raises(Evo1Error, match="ff_dim: is 256; LeRobot's Evo-1 fixes it to 4 x embed_dim = 512"):
         export_checkpoint(tmp_path / "ff", "lerobot", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()

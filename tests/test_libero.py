@@ -333,13 +333,13 @@ def test_bench_libero_long_smoke_headless(tmp_path):
     from evo1cli.model.checkpoint import save_policy
     from evo1cli.model.config import Evo1Config
     from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
 
     stats = StatsTable()
     state = FeatureStats(min=np.full(STATE_DIM, -1.0), max=np.full(STATE_DIM, 1.0))
     stats.add("franka", "libero_10", NormStats(state, FeatureStats(min=-np.ones(7), max=np.ones(7))))
     config = Evo1Config.preset("tiny", image_size=64)
-    save_policy(Evo1Policy.build(config, stats=stats).eval(), tmp_path / "ckpt")
+    save_policy(Evo1Model.build(config, stats=stats).eval(), tmp_path / "ckpt")
     out = tmp_path / "bench"
     cmd = [sys.executable, "-m", "evo1cli", "bench", "libero-long", "-c", str(tmp_path / "ckpt"), "--tasks", "0",
            "--episodes", "2", "--max-steps", "20", "--videos", "1", "--out", str(out), "--json"]  # fmt: skip

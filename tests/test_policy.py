@@ -7,7 +7,7 @@ from conftest import ACTION_DIM, fixed_noise, make_observation, make_stats
 
 from evo1cli.errors import Evo1Error
 from evo1cli.model.normalization import StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 
 def test_predict_shapes_and_dtype(tiny_policy, tiny_config):
@@ -38,7 +38,7 @@ def test_absent_view_slot_order_matters_but_content_of_absent_does_not(tiny_poli
 
 
 def test_eager_and_sdpa_give_the_same_actions(tiny_config):
-    policy = Evo1Policy.build(tiny_config, stats=make_stats())
+    policy = Evo1Model.build(tiny_config, stats=make_stats())
     obs = [make_observation(0, views=2), make_observation(3, views=1, prompt="open the window")]
     noise = fixed_noise(2, tiny_config)
     sdpa = policy.predict(obs, noise=noise)
@@ -73,7 +73,7 @@ def test_bad_observations_get_clear_errors(tiny_policy, change, message):
 
 
 def test_a_policy_without_stats_asks_for_them(tiny_config):
-    policy = Evo1Policy.build(tiny_config, stats=StatsTable())
+    policy = Evo1Model.build(tiny_config, stats=StatsTable())
     with pytest.raises(Evo1Error, match="no stats"):
         policy.predict([make_observation(0)])
 
@@ -85,7 +85,7 @@ def test_noise_draws_share_one_context_projection_and_equal_repeated_examples(ti
     from evo1cli.smoke import synthetic_batch
 
     config = tiny_config.replace(horizon=16, image_size=56)
-    policy = Evo1Policy.build(config)
+    policy = Evo1Model.build(config)
     policy.freeze_backbone(False)
     batch, _ = synthetic_batch(config, batch_size=3)
     shared = policy(batch, torch.Generator().manual_seed(5), draws=3)

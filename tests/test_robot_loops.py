@@ -30,7 +30,7 @@ from evo1cli.errors import Evo1Error
 from evo1cli.model.checkpoint import save_policy
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.robots.base import RobotError
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.policy import open_policy
@@ -69,9 +69,9 @@ def stats(dof: int) -> StatsTable:
     return table
 
 
-def tiny_policy(dof: int) -> Evo1Policy:
+def tiny_policy(dof: int) -> Evo1Model:
     config = Evo1Config.preset("tiny", image_size=32, horizon=8, num_inference_steps=2)
-    return Evo1Policy.build(config, stats=stats(dof)).eval()
+    return Evo1Model.build(config, stats=stats(dof)).eval()
 
 
 def tiny_checkpoint(path, dof: int) -> str:

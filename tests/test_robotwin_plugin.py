@@ -12,7 +12,7 @@ import yaml
 from test_serving import Running, expected
 
 from evo1cli.model.normalization import FeatureStats, NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.serving.robotwin import export_plugin
 
 
@@ -47,7 +47,7 @@ def policy(tiny_config):
     stats = StatsTable()
     joints = FeatureStats(min=-np.ones(14) * 2, max=np.ones(14) * 2)
     stats.add("aloha_joint", "robotwin_place_empty_cup", NormStats(joints, joints))
-    return Evo1Policy.build(tiny_config.replace(num_inference_steps=3), stats=stats).eval()
+    return Evo1Model.build(tiny_config.replace(num_inference_steps=3), stats=stats).eval()
 
 
 def load_plugin(folder):

@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from evo1cli.client import wire
 from evo1cli.client.remote import ChunkExecutor, PolicyClient, RequestError
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Model, Observation
 from evo1cli.runtime.policy import chunk_noise
 
 SEED = 7
@@ -26,7 +26,7 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def policy(tiny_config):
-    return Evo1Policy.build(tiny_config.replace(horizon=8, num_inference_steps=4), stats=make_stats()).eval()
+    return Evo1Model.build(tiny_config.replace(horizon=8, num_inference_steps=4), stats=make_stats()).eval()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def image(seed: int = 0, size: int = 64) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (size, size + 4, 3), dtype=np.uint8)
 
 
-def expected(policy: Evo1Policy, images, state, prompt="reach the goal") -> np.ndarray:
+def expected(policy: Evo1Model, images, state, prompt="reach the goal") -> np.ndarray:
     noise = chunk_noise((policy.config.horizon, policy.config.action_dim), SEED)  # what `--seed` fixes
     return policy.predict([Observation(images, prompt, state)], noise=noise[None])[0]
 
@@ -86,8 +86,8 @@ def test_authors_json_client_gets_the_same_chunk(running, policy):
 
 def test_relative_actions_come_back_absolute(tiny_config):
     config = tiny_config.replace(horizon=8, num_inference_steps=2)
-    absolute = Evo1Policy.build(config, stats=make_stats()).eval()
-    relative = Evo1Policy.build(config.replace(relative_actions=True), stats=make_stats()).eval()
+    absolute = Evo1Model.build(config, stats=make_stats()).eval()
+    relative = Evo1Model.build(config.replace(relative_actions=True), stats=make_stats()).eval()
     server = Running(relative)
     try:
         state = np.arange(8, dtype=np.float32)

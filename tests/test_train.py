@@ -18,7 +18,7 @@ from conftest import CAMERA, make_dataset
 from evo1cli.errors import Evo1Error
 from evo1cli.model.checkpoint import load_policy
 from evo1cli.model.config import Evo1Config
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Model, Observation
 from evo1cli.train.checkpoints import last_checkpoint, load_trainer_state, step_checkpoints
 from evo1cli.train.metrics import read_metrics
 from evo1cli.train.optim import param_groups, warmup_cosine
@@ -269,7 +269,7 @@ def test_step_sampler_is_a_function_of_the_step():
 def test_two_stages_freeze_then_train_everything(dataset, tmp_path):
     recipe = parse_recipe(recipe_dict(dataset, tmp_path / "run"), tmp_path / "r.yaml")
     events = []
-    initial = Evo1Policy.build(recipe.model)
+    initial = Evo1Model.build(recipe.model)
     results = train(recipe, listener=events.append)
     assert [r.steps for r in results] == [6, 4]
 
@@ -343,7 +343,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(dataset, tmp_path):
     batch = collate([ds[(i, i)] for i in range(4)])
     grads, layer_calls = [], []
     for checkpointing in (False, True):
-        policy = Evo1Policy.build(recipe.model.replace(dropout=0.0))
+        policy = Evo1Model.build(recipe.model.replace(dropout=0.0))
         policy.stats = ds.stats
         if checkpointing:
             policy.backbone.enable_gradient_checkpointing()
@@ -364,7 +364,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(dataset, tmp_path):
 def test_non_finite_steps_are_skipped_then_training_stops(dataset, tmp_path, monkeypatch):
     raw = recipe_dict(dataset, tmp_path / "run", max_nonfinite=3, **{"stage1.steps": 10, "checkpoint.every": 100})
     recipe = parse_recipe(raw)
-    real_forward = Evo1Policy.forward
+    real_forward = Evo1Model.forward
     calls = {"n": 0}
 
     def forward(self, *args, **kwargs):
@@ -372,7 +372,7 @@ def test_non_finite_steps_are_skipped_then_training_stops(dataset, tmp_path, mon
         loss = real_forward(self, *args, **kwargs)
         return loss * float("nan") if calls["n"] in (2, 5, 6, 7) else loss
 
-    monkeypatch.setattr(Evo1Policy, "forward", forward)
+    monkeypatch.setattr(Evo1Model, "forward", forward)
     events = []
     with pytest.raises(TrainingStopped, match="3 steps in a row") as err:
         train(recipe, stages=(1,), listener=events.append)
@@ -384,7 +384,7 @@ def test_non_finite_steps_are_skipped_then_training_stops(dataset, tmp_path, mon
     assert all(math.isfinite(r["loss"]) for r in rows if "event" not in r)
     state = load_trainer_state(tmp_path / "run" / "stage1" / "checkpoints" / "000007")
     assert (state.step, state.skipped, state.nonfinite_streak) == (7, 4, 3)
-    monkeypatch.setattr(Evo1Policy, "forward", real_forward)  # the saved weights are the last good ones
+    monkeypatch.setattr(Evo1Model, "forward", real_forward)  # the saved weights are the last good ones
     policy = load_policy(tmp_path / "run" / "stage1" / "checkpoints" / "000007")
     assert all(torch.isfinite(p).all() for p in policy.parameters())
 

@@ -48,7 +48,7 @@ def init(
     from evo1cli.model.checkpoint import save_policy
     from evo1cli.model.config import Evo1Config
     from evo1cli.model.normalization import NormStats, StatsTable
-    from evo1cli.model.policy import Evo1Policy
+    from evo1cli.model.policy import Evo1Model
 
     overrides: dict = {"seed": seed}
     if random:
@@ -62,7 +62,7 @@ def init(
         table = StatsTable()
         dims = (state_dim or config.state_dim, action_dim or config.action_dim)
         table.add("default", "default", NormStats.identity(*dims))
-    policy = Evo1Policy.build(config, storage_dtype(dtype), table)
+    policy = Evo1Model.build(config, storage_dtype(dtype), table)
     save_policy(policy, out)
     console.print(f"wrote {out} ({_count(policy):,} parameters, preset {preset})")
 

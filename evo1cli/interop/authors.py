@@ -33,7 +33,7 @@ from evo1cli.fileio import read_json
 from evo1cli.interop.foreign import CheckpointFormat, ExportOptions, Foreign, safe_torch_load, weight_dims
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import DEFAULT_DATASET, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 DEEPSPEED_FILE = "mp_rank_00_model_states.pt"
 TORCH_FILE = "checkpoint.pt"
@@ -325,10 +325,10 @@ class AuthorsFormat(CheckpointFormat):
     def read(self, directory: Path) -> Foreign:
         return read_authors(directory)
 
-    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+    def cannot_express(self, policy: Evo1Model, options: ExportOptions) -> list[str]:
         return limitations(policy.config, policy.stats, policy.backbone.model.config)
 
-    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+    def write(self, policy: Evo1Model, options: ExportOptions, staging: Path, out: Path) -> None:
         write_authors(policy.state_dict(), policy.config, policy.stats, staging)
 
 

@@ -24,12 +24,12 @@ from evo1cli.interop.formats import detect, export_format
 from evo1cli.interop.verify import Report, verify_checkpoint
 from evo1cli.model.backbone import INTERNVL3_1B_HUB_ID
 from evo1cli.model.checkpoint import check_state_dict, load_policy, policy_skeleton, write_policy
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 IMPORT_FILE = "import.json"
 
 
-def build_policy(foreign: Foreign, backbone: str, dtype: torch.dtype, source: Path) -> Evo1Policy:
+def build_policy(foreign: Foreign, backbone: str, dtype: torch.dtype, source: Path) -> Evo1Model:
     """The policy of a foreign checkpoint: `backbone`'s architecture and tokenizer, every weight from the source."""
     config = foreign.config.replace(backbone_path=backbone)
     policy = policy_skeleton(config, backbone, foreign.stats)

@@ -16,7 +16,7 @@ import torch
 from evo1cli.errors import Evo1Error
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 
 @dataclass
@@ -61,11 +61,11 @@ class CheckpointFormat:
         """The checkpoint in `directory`, in evo1's names and terms."""
         raise NotImplementedError
 
-    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+    def cannot_express(self, policy: Evo1Model, options: ExportOptions) -> list[str]:
         """What this format loses of `policy`, one line each; raises `Evo1Error` for what it cannot hold at all."""
         raise NotImplementedError
 
-    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+    def write(self, policy: Evo1Model, options: ExportOptions, staging: Path, out: Path) -> None:
         """The files of `policy` in this format into `staging`, which is renamed to `out` once complete."""
         raise NotImplementedError
 

@@ -32,7 +32,7 @@ from evo1cli.interop.foreign import CheckpointFormat, ExportOptions, Foreign, we
 from evo1cli.model.checkpoint import read_weights
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import ACTION, DEFAULT_DATASET, STATE, FeatureStats, NormStats, StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -360,13 +360,13 @@ class LeRobotFormat(CheckpointFormat):
     def read(self, directory: Path) -> Foreign:
         return read_lerobot(directory)
 
-    def cannot_express(self, policy: Evo1Policy, options: ExportOptions) -> list[str]:
+    def cannot_express(self, policy: Evo1Model, options: ExportOptions) -> list[str]:
         check_expressible(policy.config)
         out = limitations(policy.config, policy.stats.get(options.embodiment, options.dataset))
         _, warning = _cameras(policy.config, options)
         return out + ([warning] if warning else [])
 
-    def write(self, policy: Evo1Policy, options: ExportOptions, staging: Path, out: Path) -> None:
+    def write(self, policy: Evo1Model, options: ExportOptions, staging: Path, out: Path) -> None:
         stats = policy.stats.get(options.embodiment, options.dataset)
         cameras, _ = _cameras(policy.config, options)
         vlm = options.vlm_name or str(out.resolve() / "vlm")

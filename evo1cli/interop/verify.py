@@ -28,7 +28,7 @@ from evo1cli.interop import MAX_ABS
 from evo1cli.model.checkpoint import BACKBONE_DIR, CONFIG_FILE, STATS_FILE, WEIGHTS_FILE, load_policy, policy_skeleton
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import StatsTable
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Model, Observation
 
 SHOWN = 3  # offending tensors named per check
 
@@ -71,7 +71,7 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:SHOWN]) + more
 
 
-def verify_checkpoint(directory: str | Path, *, policy: Evo1Policy | None = None, max_abs: float = MAX_ABS) -> Report:
+def verify_checkpoint(directory: str | Path, *, policy: Evo1Model | None = None, max_abs: float = MAX_ABS) -> Report:
     """Run every check; `policy` (the checkpoint already loaded) saves loading it again for the forward pass."""
     directory = Path(directory)
     report = Report(str(directory))
@@ -171,7 +171,7 @@ def _check_tensors(directory: Path, config: Evo1Config, report: Report, max_abs:
     return ok
 
 
-def synthetic_observation(policy: Evo1Policy) -> Observation:
+def synthetic_observation(policy: Evo1Model) -> Observation:
     """Grey views in every slot, a plain prompt, the state stats' midpoint (of the first stats key)."""
     embodiment, dataset = next(iter(policy.stats))
     stats = policy.stats.get(embodiment, dataset).state
@@ -182,7 +182,7 @@ def synthetic_observation(policy: Evo1Policy) -> Observation:
     return Observation(views, "pick up the object", np.asarray(state), embodiment, dataset)
 
 
-def _check_forward(directory: Path, policy: Evo1Policy | None, report: Report) -> None:
+def _check_forward(directory: Path, policy: Evo1Model | None, report: Report) -> None:
     try:
         policy = policy if policy is not None else load_policy(directory)
         obs = synthetic_observation(policy)

@@ -8,6 +8,6 @@ action_head.py       the cross-modulated diffusion transformer that predicts a v
 flow_matching.py     the training loss and the Euler sampler
 normalization.py     per-(embodiment, dataset) stats and the normaliser, with every edge case stated
 relative_actions.py  to_relative / to_absolute: action chunks as offsets from the state, and back
-policy.py            Evo1Policy: raw observations in, executable action chunks out
+policy.py            Evo1Model: raw observations in, executable action chunks out
 checkpoint.py        checkpoint directories: save and load a policy offline
 """

@@ -25,7 +25,7 @@ from evo1cli.model.action_head import ActionHead
 from evo1cli.model.backbone import Evo1Backbone
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,14 +33,14 @@ STATS_FILE = "norm_stats.json"
 BACKBONE_DIR = "backbone"
 
 
-def save_policy(policy: Evo1Policy, directory: str | Path) -> Path:
+def save_policy(policy: Evo1Model, directory: str | Path) -> Path:
     directory = Path(directory)
     with atomic_directory(directory) as staging:
         write_policy(policy, staging)
     return directory
 
 
-def write_policy(policy: Evo1Policy, directory: Path) -> None:
+def write_policy(policy: Evo1Model, directory: Path) -> None:
     """The checkpoint's files into an existing (staging) directory; `save_policy` makes it atomic."""
     (directory / CONFIG_FILE).write_text(policy.config.to_json())
     policy.stats.save(directory / STATS_FILE)
@@ -55,7 +55,7 @@ def load_policy(
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     attn_implementation: str | None = None,
-) -> Evo1Policy:
+) -> Evo1Model:
     """Rebuild a policy from a checkpoint directory (no download, no random init of the weights)."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -73,13 +73,13 @@ def load_policy(
     return policy.to(device).eval()
 
 
-def policy_skeleton(config: Evo1Config, architecture: str | Path, stats: StatsTable | None = None) -> Evo1Policy:
+def policy_skeleton(config: Evo1Config, architecture: str | Path, stats: StatsTable | None = None) -> Evo1Model:
     """The policy `config` describes, its backbone's architecture and tokenizer from `architecture` (a checkpoint's
     backbone/ folder, a model directory or a hub id), every parameter on the meta device until weights are
     assigned (`load_state_dict(..., assign=True)`): nothing is allocated or randomly initialised."""
     with init_empty_weights(include_buffers=False):
         backbone = Evo1Backbone.from_architecture(architecture, config)
-        return Evo1Policy(config, backbone, ActionHead(config), stats if stats is not None else StatsTable())
+        return Evo1Model(config, backbone, ActionHead(config), stats if stats is not None else StatsTable())
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

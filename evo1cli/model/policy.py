@@ -1,4 +1,4 @@
-"""`Evo1Policy`: raw observations in, executable action chunks out.
+"""`Evo1Model`: raw observations in, executable action chunks out.
 
     images (RGB uint8, any size, per view slot) --resize/normalise--> backbone --\\
     prompt ---------------------------------------------------------> backbone ---> context (B, T, E)
@@ -60,7 +60,7 @@ class Batch:
     action_is_pad: torch.Tensor | None = None  # (B, H) bool, steps past the episode's end
 
 
-class Evo1Policy(nn.Module):
+class Evo1Model(nn.Module):
     def __init__(self, config: Evo1Config, backbone: Evo1Backbone, action_head: ActionHead, stats: StatsTable):
         super().__init__()
         self.config = config
@@ -74,7 +74,7 @@ class Evo1Policy(nn.Module):
     @classmethod
     def build(
         cls, config: Evo1Config, dtype: torch.dtype = torch.float32, stats: StatsTable | None = None
-    ) -> Evo1Policy:
+    ) -> Evo1Model:
         """A new policy: the backbone per `config` (pretrained or random), a freshly seeded head."""
         backbone = Evo1Backbone.build(config, dtype)  # checks that its width is config.embed_dim
         with torch.random.fork_rng(devices=[]):
@@ -105,7 +105,7 @@ class Evo1Policy(nn.Module):
         self.backbone.requires_grad_(not frozen)
         self.backbone.train(self.training and not frozen)
 
-    def train(self, mode: bool = True) -> Evo1Policy:
+    def train(self, mode: bool = True) -> Evo1Model:
         super().train(mode)
         if self.backbone_frozen:
             self.backbone.eval()  # a frozen backbone never uses dropout

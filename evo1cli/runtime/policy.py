@@ -26,7 +26,7 @@ import torch
 from evo1cli.client.chunks import Policy, Query
 from evo1cli.errors import Evo1Error
 from evo1cli.model.flow_matching import uniform_noise
-from evo1cli.model.policy import Evo1Policy, Observation
+from evo1cli.model.policy import Evo1Model, Observation
 from evo1cli.runtime.device import Placement, choose_placement
 
 SEED_STRIDE = 100_003  # a prime larger than any episode's query count: (seed, index) pairs never collide
@@ -47,7 +47,7 @@ class LocalPolicy:
 
     def __init__(
         self,
-        model: Evo1Policy,
+        model: Evo1Model,
         embodiment: str | None = None,
         dataset: str | None = None,
         placement: Placement | None = None,
@@ -92,7 +92,7 @@ class LocalPolicy:
         return self.model.predict(observations, noise=noise, num_steps=self.num_steps)
 
 
-def describe(model: Evo1Policy) -> dict[str, Any]:
+def describe(model: Evo1Model) -> dict[str, Any]:
     """What a checkpoint accepts and answers: its model, horizon and stats keys with their dims (the model
     part of the metadata `evo1 serve` sends on connect)."""
     config, entries = model.config, model.stats.entries

@@ -14,7 +14,7 @@
     errors      a bad frame gets an error reply naming the field; the connection and the server go on
 
 The server turns raw observations into executable actions: normalisation, padding, cropping and (for
-checkpoints trained on relative actions) adding the state back all happen in `Evo1Policy.predict`.
+checkpoints trained on relative actions) adding the state back all happen in `Evo1Model.predict`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from websockets.http11 import Response
 from evo1cli.client import wire
 from evo1cli.client.chunks import Query
 from evo1cli.errors import Evo1Error
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.runtime.policy import LocalPolicy, describe
 
 log = logging.getLogger("evo1.serve")
@@ -71,8 +71,8 @@ class ServerStats:
 
 
 class PolicyServer:
-    def __init__(self, policy: LocalPolicy | Evo1Policy, options: ServeOptions | None = None):
-        self.local = LocalPolicy(policy) if isinstance(policy, Evo1Policy) else policy
+    def __init__(self, policy: LocalPolicy | Evo1Model, options: ServeOptions | None = None):
+        self.local = LocalPolicy(policy) if isinstance(policy, Evo1Model) else policy
         self.policy = self.local.model  # its config and stats describe what the server accepts
         self.options = options or ServeOptions()
         self.stats = ServerStats()

@@ -27,7 +27,7 @@ import torch
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_directory, read_json
 from evo1cli.model.checkpoint import write_policy
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 
 CHECKPOINTS = "checkpoints"
 LAST = "last"
@@ -80,7 +80,7 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 def save_checkpoint(
     stage_dir: Path,
-    policy: Evo1Policy,
+    policy: Evo1Model,
     trainer: TrainerState,
     optimizer_state: dict[str, Any],
     scheduler_state: dict[str, Any],

@@ -33,7 +33,7 @@ from evo1cli.fileio import atomic_write_text
 from evo1cli.model.checkpoint import load_policy
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.normalization import StatsTable
-from evo1cli.model.policy import Evo1Policy
+from evo1cli.model.policy import Evo1Model
 from evo1cli.train.checkpoints import (
     TrainerState,
     last_checkpoint,
@@ -153,7 +153,7 @@ def window_dataset(recipe: Recipe, config: Evo1Config | None = None, stats: Stat
 class _Run:
     """What a stage's loop works on once it is set up."""
 
-    policy: Evo1Policy
+    policy: Evo1Model
     model: Any  # the policy as the accelerator prepared it (wrapped for DDP)
     optimizer: Any
     scheduler: Any
@@ -197,11 +197,11 @@ class Stage:
             self.listener(Event(kind, self.stage, data))
 
     # ------------------------------------------------------------------ setup
-    def _initial_policy(self, resume_from: Path | None, init: Path | None) -> Evo1Policy:
+    def _initial_policy(self, resume_from: Path | None, init: Path | None) -> Evo1Model:
         if resume_from is not None:
             return load_policy(resume_from)
         if self.stage == 1 and init is None:
-            return Evo1Policy.build(self.recipe.model)
+            return Evo1Model.build(self.recipe.model)
         source = init or last_checkpoint(stage_dir(self.recipe.output, 1))
         if source is None:
             raise Evo1Error(

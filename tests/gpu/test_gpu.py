@@ -44,7 +44,7 @@ from test_interop import (  # noqa: E402  (tests/test_interop.py: the fixtures' 
 from evo1cli.client.chunks import Query  # noqa: E402
 from evo1cli.model.config import Evo1Config  # noqa: E402
 from evo1cli.model.normalization import NormStats, StatsTable  # noqa: E402
-from evo1cli.model.policy import Evo1Policy  # noqa: E402
+from evo1cli.model.policy import Evo1Model  # noqa: E402
 from evo1cli.runtime.policy import LocalPolicy  # noqa: E402
 
 pytestmark = pytest.mark.gpu
@@ -99,11 +99,11 @@ def strict_float32():
 
 # ---------------------------------------------------------------------------------------------- LocalPolicy
 @pytest.fixture(scope="module")
-def cpu_model() -> Evo1Policy:
+def cpu_model() -> Evo1Model:
     stats = StatsTable()
     stats.add("robot", "demo", NormStats.identity(8, 7))
     torch.manual_seed(0)
-    return Evo1Policy.build(Evo1Config.preset(PRESET_NAME, backbone_init="random"), torch.float32, stats).eval()
+    return Evo1Model.build(Evo1Config.preset(PRESET_NAME, backbone_init="random"), torch.float32, stats).eval()
 
 
 @pytest.fixture(scope="module")
