@@ -17,7 +17,7 @@ from evo1cli.commands.checkpoints import (
     embodiment_option,
     storage_dtype,
 )
-from evo1cli.commands.output import console, print_json
+from evo1cli.commands.output import console, err_console, print_json
 from evo1cli.errors import Evo1Error
 from evo1cli.interop import MAX_ABS
 
@@ -167,11 +167,14 @@ def predict(
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
     images = [_read_image(p, i) for i, p in enumerate(image)]
-    policy = open_policy(checkpoint, device=device, dtype=dtype)
+    query = Query(images, _parse_state(state), prompt, embodiment, dataset_key, seed=seed)
+    banner: list[str] = []  # said once the chunk exists: a failure stays the one line naming the field
+    policy = open_policy(checkpoint, device=device, dtype=dtype, notify=banner.append)
     assert isinstance(policy, LocalPolicy) and policy.placement is not None
     placement, policy.num_steps = policy.placement, steps
-    query = Query(images, _parse_state(state), prompt, embodiment, dataset_key, seed=seed)
     chunk = policy.infer([query])[0]
+    for line in banner:
+        err_console.print(line, markup=False)
     if as_json:
         print_json({"actions": chunk.tolist(), "horizon": chunk.shape[0], "action_dim": chunk.shape[1],
                     "device": placement.device, "dtype": placement.dtype, "placement": placement.reason})  # fmt: skip
