@@ -35,7 +35,7 @@ from evo1cli.bench.suites import get_suite
 from evo1cli.collect.metaworld import collect
 from evo1cli.data.format import load_meta
 from evo1cli.errors import Evo1Error
-from evo1cli.runtime.policy import LocalPolicy, open_policy
+from evo1cli.runtime.policy import LocalPolicy, open_checkpoint
 from evo1cli.sim.metaworld_tasks import PROMPTS
 from evo1cli.train.recipe import Recipe, load_recipe
 from evo1cli.train.trainer import Listener, train
@@ -219,8 +219,7 @@ def quickstart(
         raise KeyboardInterrupt
 
     # float32, as it was trained here (the CPU's bf16 would change the figures the docs quote)
-    policy = open_policy(checkpoint, dtype="float32", embodiment=group.embodiment, dataset=group.dataset)
-    assert isinstance(policy, LocalPolicy)
+    policy = open_checkpoint(checkpoint, dtype="float32", embodiment=group.embodiment, dataset=group.dataset)
 
     def run(phase: str, names: list[str], **changes: Any) -> tuple[list[EpisodeRecord], dict, dict]:
         video_dir = str(recipe.output / phase / "videos") if videos else None

@@ -143,11 +143,10 @@ def load_policy_fn(
 ) -> tuple[Any, str, int]:
     """(the policy, its name for the report, its image size) on this process's device: the launched
     group's (one GPU per process) unless --device names one."""
-    from evo1cli.runtime.policy import LocalPolicy, open_policy
+    from evo1cli.runtime.policy import open_checkpoint
 
     device = str(group.device) if group is not None and device == "auto" else device
-    loaded = open_policy(checkpoint, device=device, dtype=dtype, embodiment=embodiment, dataset=dataset_key)
-    assert isinstance(loaded, LocalPolicy)
+    loaded = open_checkpoint(checkpoint, device=device, dtype=dtype, embodiment=embodiment, dataset=dataset_key)
     return loaded, str(checkpoint), loaded.image_size
 
 

@@ -162,15 +162,15 @@ def predict(
     Example:  evo1 model predict runs/tiny --image cam.png --prompt "Reach a goal position" --state 0,0,0,0,0,0,0,0
     """
     from evo1cli.client.chunks import Query
-    from evo1cli.runtime.policy import LocalPolicy, open_policy
+    from evo1cli.runtime.policy import open_checkpoint
 
     if steps is not None and steps < 1:
         raise Evo1Error(f"must be >= 1, got {steps}", field="--steps")
     images = [_read_image(p, i) for i, p in enumerate(image)]
     query = Query(images, _parse_state(state), prompt, embodiment, dataset_key, seed=seed)
     banner: list[str] = []  # said once the chunk exists: a failure stays the one line naming the field
-    policy = open_policy(checkpoint, device=device, dtype=dtype, notify=banner.append)
-    assert isinstance(policy, LocalPolicy) and policy.placement is not None
+    policy = open_checkpoint(checkpoint, device=device, dtype=dtype, notify=banner.append)
+    assert policy.placement is not None
     placement, policy.num_steps = policy.placement, steps
     chunk = policy.infer([query])[0]
     for line in banner:

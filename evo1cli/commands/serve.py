@@ -37,12 +37,12 @@ def serve(
       evo1 serve --checkpoint runs/metaworld --device cuda:1 --dtype bfloat16
     """
     from evo1cli.errors import Evo1Error
-    from evo1cli.runtime.policy import open_policy
+    from evo1cli.runtime.policy import open_checkpoint
     from evo1cli.serving.server import ServeOptions, run_server
 
     if min(max_message_mb, max_batch, ping_interval or 1) <= 0 or max_batch < 1 or batch_window_ms < 0:
         raise Evo1Error("--max-message-mb, --max-batch and --ping-interval must be positive", field="options")
-    policy = open_policy(checkpoint, device=device, dtype=dtype)
+    policy = open_checkpoint(checkpoint, device=device, dtype=dtype)
     options = ServeOptions(
         host=host,
         port=port,

@@ -6,7 +6,8 @@
 `LocalPolicy` runs a checkpoint on a device in one batched forward pass per `infer`; the remote side,
 `evo1cli.client.remote.RemotePolicy`, asks `evo1 serve` (which runs a `LocalPolicy`). `open_policy` is
 the one way a command opens its policy (`--checkpoint` / `--server` / `--replay`, `--device`, `--dtype`)
-and announces it on stderr.
+and announces it on stderr; `open_checkpoint`, its checkpoint case, serves the commands that need the
+model itself.
 
 Noise: a query with a `seed` starts its chunk from `chunk_noise(seed, index)`, a function of (episode
 seed, query index) alone, so a benchmark rerun repeats every chunk and batching queries together does
@@ -140,6 +141,22 @@ def open_policy(
         replayed = load_replay(str(replay), episode, robot)
         notify(f"policy: episode {episode} of {replay} ({len(replayed.actions)} actions)")
         return replayed
+    return open_checkpoint(
+        checkpoint, device=device, dtype=dtype, embodiment=embodiment, dataset=dataset, notify=notify
+    )
+
+
+def open_checkpoint(
+    checkpoint: str | Path,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    embodiment: str | None = None,
+    dataset: str | None = None,
+    notify: Callable[[str], None] = _to_stderr,
+) -> LocalPolicy:
+    """`open_policy`'s checkpoint case, for the commands that need the model itself (serve, bench's
+    batched workers, `model predict`, the quickstart's evaluation)."""
     placement = choose_placement(device, dtype)
     from evo1cli.interop.resolve import resolve_checkpoint
 
