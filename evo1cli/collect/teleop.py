@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from evo1cli.collect.dataset import FrameSpec, Recorder, RecordingSummary, open_dataset
+from evo1cli.collect.scripted import ScriptedOperator
 from evo1cli.data.writer import DatasetWriter
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import RobotConfig
@@ -172,7 +173,8 @@ SAVE, DISCARD, RERECORD, QUIT = ("s", " ", "\n", "e"), ("d",), ("r",), ("q",)
 
 
 # ------------------------------------------------------------------------------------------------ the job
-MODES = {"so100": ("leader", "keyboard"), "xarm6": ("hand", "keyboard")}  # per robot; the first is its default
+# Per robot; the first is its default. `scripted`: a scripted person (`collect.scripted`) on the digital twin.
+MODES = {"so100": ("leader", "keyboard", "scripted"), "xarm6": ("hand", "keyboard", "scripted")}
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class TeleopOptions:
     mode: str | None = None  # leader (SO-100), hand (xArm6 teach mode) or keyboard; None: the robot's default
     view: bool = False  # show the cameras live in a window
     version: str | None = None  # LeRobot layout of a new dataset (v2.1 unless "v3.0")
+    seed: int = 0  # digital twin: attempt k is placed by seed + k
 
 
 def collect_teleop(
@@ -203,6 +206,8 @@ def collect_teleop(
     if mode not in modes:
         raise Evo1Error(f"{config.robot} teleoperation is one of {', '.join(modes)}, got {mode!r}", field="--teleop")
     terminal = TerminalKeys() if keys is None and TerminalKeys.available() else None
+    if mode == "scripted" and not config.connection.get("sim"):
+        raise Evo1Error("scripted teleoperation moves the digital twin's arm: add --sim", field="--teleop")
     if mode == "keyboard" and keys is None and terminal is None:
         raise Evo1Error("keyboard teleoperation needs an interactive terminal", field="--teleop")
     view = CameraView() if options.view else None
@@ -212,18 +217,27 @@ def collect_teleop(
         writer = open_dataset(
             out, FrameSpec.of_robot(config), options.version
         )  # once connected: a failed connection leaves no dataset
-        if mode == "leader":
+        if mode == "leader" or (mode == "scripted" and config.robot == "so100"):
             source: TeleopSource = LeaderArm(make_leader(config))
-        elif mode == "hand":
+        elif mode in ("hand", "scripted"):
             source = HandGuiding(session.arm)
         else:
             source = KeyboardJog(np.array(config.limits.max_step) / 2)
+        fields, reset = _twin_hooks(session.twin, options.seed)
+        if mode == "scripted":
+            operator = ScriptedOperator(session.twin, options.seed)
+            keys, fields, reset = operator, operator.episode_fields, None  # the person resets the scene
         if keys is None:
             keys = stack.enter_context(terminal.active()) if terminal is not None else NoKeys()
         jog = "; 1-9 pick a joint, +/- move it" if mode == "keyboard" else ""
-        say(f"{config.robot}: {source.name}; keys: s/space save, d discard, r again, q quit{jog}; Ctrl-C stops")
+        who = "scripted person, " if mode == "scripted" else ""
+        say(f"{config.robot}: {who}{source.name}; keys: s/space save, d discard, r again, q quit{jog}; Ctrl-C stops")
+        phase_was = [""]
 
         def tick(phase: str, kept: int, seconds: float) -> None:
+            if reset is not None and phase == "reset" and phase_was[0] != "reset":
+                reset()
+            phase_was[0] = phase
             line = f"episode {kept + 1}/{options.episodes}: {phase} {seconds:5.1f} s"
             if status is not None:
                 status(line)
@@ -231,8 +245,25 @@ def collect_teleop(
                 view.show(session.read_images(), line)
 
         return record_teleop(
-            session, source, writer, task, options.episodes, options.episode_s, options.reset_s, keys, tick
+            session, source, writer, task, options.episodes, options.episode_s, options.reset_s, keys, tick, fields
         )
+
+
+def _twin_hooks(twin: Any, seed: int) -> tuple[Callable[[], dict[str, Any]] | None, Callable[[], None] | None]:
+    """On a digital twin with a person at the keys: what each episode line records (success, placement) and
+    the scene reset at the start of each reset period (attempt k placed by seed + k)."""
+    if twin is None:
+        return None, None
+    world, attempts = twin.world, [0]
+
+    def fields() -> dict[str, Any]:
+        return {"success": world.success(), "scene": world.scene.name, **world.placement.as_dict()}
+
+    def reset() -> None:
+        world.reset(seed + attempts[0])
+        attempts[0] += 1
+
+    return fields, reset
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -246,8 +277,10 @@ def record_teleop(
     reset_s: float,
     keys: Keys | None = None,
     status: Callable[[str, int, float], None] | None = None,
+    fields: Callable[[], dict[str, Any]] | None = None,
 ) -> RecordingSummary:
-    """Record `episodes` episodes; `status(phase, episode, seconds)` is called every tick (for a live display)."""
+    """Record `episodes` episodes; `status(phase, episode, seconds)` is called every tick (for a live display),
+    `fields()` when an episode is saved (more values for its episodes.jsonl line)."""
     keys = keys or NoKeys()
     safety = robot.safety
     period = 1.0 / robot.config.control_hz
@@ -261,7 +294,7 @@ def record_teleop(
                     key = _reset_period(robot, source, keys, reset_s, period, summary, status)
                     if key in QUIT or summary.interrupted:
                         break
-                outcome = _record_episode(robot, source, writer, task, keys, episode_s, period, summary, status)
+                outcome = _record_episode(robot, source, writer, task, keys, episode_s, period, summary, status, fields)
                 if outcome == "quit":
                     break
     finally:
@@ -298,6 +331,7 @@ def _record_episode(
     period: float,
     summary: RecordingSummary,
     status: Any,
+    fields: Callable[[], dict[str, Any]] | None = None,
 ) -> str:
     """One episode: "saved", "discarded", "again" (discarded, record again) or "quit" (saved, then stop)."""
     recorder = Recorder(writer, task)
@@ -334,7 +368,7 @@ def _record_episode(
             recorder.add(pending[0], pending[0], pending[1])
         if outcome in ("saved", "quit") and recorder.frames > 0:
             with robot.safety.idle(None):  # encoding the videos pauses the command stream: the arm holds
-                recorder.commit(source=source.name, robot=robot.config.robot)
+                recorder.commit(source=source.name, robot=robot.config.robot, **(fields() if fields else {}))
             summary.kept += 1
             summary.frames += recorder.frames
         else:

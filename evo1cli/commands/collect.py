@@ -50,14 +50,20 @@ def collect(
     config: Path | None = typer.Option(None, "--config", help=HELP["config"]),
     overrides: list[str] = typer.Option([], "--set", help=HELP["set"]),
     fake: bool = typer.Option(False, "--fake", help=HELP["fake"]),
+    sim: bool = typer.Option(False, "--sim", help=HELP["sim"]),
+    scene: str | None = typer.Option(None, "--scene", help=HELP["scene"]),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary for machines."),
 ) -> None:
-    """Record demonstrations: teleoperation on a real arm, or Meta-World's scripted experts.
+    """Record demonstrations: teleoperation on a real arm or its digital twin, or Meta-World's scripted experts.
 
     Real robots record at the control rate (30 Hz): state = the arm's joints, action = the absolute joint
     target (SO-100: the leader arm; xArm6: hand-guiding in teach mode). Keys: s/space save the episode,
     d discard it, r record it again, q save and quit. Each episode is committed atomically; Ctrl-C keeps
     the finished ones.
+
+    --sim runs the same loop on the arm's digital twin (MuJoCo under the real driver; the scene's instruction
+    is the default --task); --teleop scripted lets a scripted person do the demonstrations through the same
+    keys, attempt k placed by --seed + k; each episode line records `success`.
 
     A new dataset is a LeRobot v2.1 one unless --format v3.0; an existing one is appended to in its own layout.
 
@@ -68,6 +74,10 @@ def collect(
       evo1 collect --robot xarm6 --task "Open the drawer" --set connection.ip=192.168.1.222 --out data/drawer
 
       evo1 collect --robot so100 --task "Try it" --fake --episodes 2 --episode-time 5 --out /tmp/rehearsal
+
+      evo1 collect --robot so100 --sim --teleop scripted --episodes 40 --seed 0 --out data/so100-twin
+
+      evo1 collect --robot xarm6 --sim --teleop keyboard --view --episodes 5 --out data/xarm6-twin
 
       evo1 collect --robot metaworld --task reach-v3 --episodes 50 --out data/reach
 
@@ -86,8 +96,8 @@ def collect(
     else:
         from evo1cli.collect.teleop import TeleopOptions
 
-        options = TeleopOptions(episodes, episode_time, reset_time, teleop, view, layout)
-        result = _teleop(robot, task, out, options, config, overrides, fake)
+        options = TeleopOptions(episodes, episode_time, reset_time, teleop, view, layout, seed)
+        result = _teleop(robot, task, out, options, config, overrides, fake, sim, scene)
         about, dropped = (
             {"robot": robot, "task": task},
             f"{result.discarded} discarded; {result.over_budget} ticks over budget",
@@ -149,7 +159,16 @@ def _teleop(
     config: Path | None,
     overrides: list[str],
     fake: bool,
+    sim: bool,
+    scene: str | None,
 ) -> RecordingSummary:
+    from evo1cli.robots.session import load_robot
+
+    robot_config = load_robot(robot, str(config) if config else None, overrides, fake, sim, scene)
+    if not task and sim:
+        from evo1cli.sim.twin import open_scene
+
+        task = open_scene(robot, robot_config.connection["sim"]).instruction
     if not task:
         raise Evo1Error("give the demonstrations' instruction, e.g. --task 'Pick up the cube'", field="--task")
     if options.episodes < 1 or options.episode_s <= 0 or options.reset_s < 0:
@@ -158,9 +177,7 @@ def _teleop(
     from rich.live import Live
 
     from evo1cli.collect.teleop import collect_teleop
-    from evo1cli.robots.session import load_robot
 
-    robot_config = load_robot(robot, str(config) if config else None, overrides, fake)
     display = Console(stderr=True)  # stdout stays clean for --json
     with Live(console=display, transient=True, refresh_per_second=4) as live:
         return collect_teleop(robot_config, task, out, options, say=display.print, status=live.update)

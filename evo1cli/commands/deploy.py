@@ -21,6 +21,8 @@ HELP = {  # the robot options `evo1 collect`, `evo1 deploy` and `evo1 calibrate`
     "config": "Robot configuration YAML (default: the packaged one for the robot).",
     "set": "Override a configuration field, e.g. connection.ip=10.0.0.7 (repeatable).",
     "fake": "Simulated arm and rehearsal-video cameras: try everything without hardware.",
+    "sim": "The arm's digital twin: MuJoCo physics and cameras under the real driver (the `sim` extra).",
+    "scene": "With --sim: the twin's scene (so100-cube-container, xarm6-cube-bowl; default: the robot's).",
 }
 
 

@@ -1,6 +1,7 @@
 """OpenCV cameras that always answer with their newest frame, or an error: never a silently stale one.
 
-`Camera` opens `cv2.VideoCapture(device)`: a camera index, a device path or URL, or a video file. A video file
+`Camera` opens `cv2.VideoCapture(device)`: a camera index, a device path or URL, or a video file (a digital
+twin's cameras come through `open_capture`, a stand-in for `cv2.VideoCapture` delivering BGR too). A video file
 is played at the configured fps in a loop, so recorded videos stand in for cameras (real decoding). A reader
 thread keeps only the latest frame (RGB uint8, height x width x 3) and when it arrived; `read()` returns it with
 its age and raises `RobotError` when there is none yet (after `start_timeout_s`), when it is older than
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +34,7 @@ class Camera:
         start_timeout_s: float = 5.0,
         loop: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        open_capture: Callable[[int | str], Any] = cv2.VideoCapture,
     ):
         self.config = config
         self.name = config.name
@@ -42,7 +45,7 @@ class Camera:
         self._loop = loop
         if isinstance(device, str) and not self.is_file and "://" not in device and not Path(device).exists():
             raise RobotError(f"camera {self.name!r}: {device} does not exist")
-        self._capture = cv2.VideoCapture(device)
+        self._capture = open_capture(device)
         if not self._capture.isOpened():
             self._capture.release()
             raise RobotError(f"camera {self.name!r}: cannot open {device!r} (is it connected, and not in use?)")
@@ -139,11 +142,17 @@ class Camera:
 class CameraSet:
     """Several cameras, opened together (all or none) and read together."""
 
-    def __init__(self, configs: Iterable[CameraConfig], start_timeout_s: float = 5.0, loop: bool = True):
+    def __init__(
+        self,
+        configs: Iterable[CameraConfig],
+        start_timeout_s: float = 5.0,
+        loop: bool = True,
+        open_capture: Callable[[int | str], Any] = cv2.VideoCapture,
+    ):
         self.cameras: dict[str, Camera] = {}
         try:
             for config in configs:
-                self.cameras[config.name] = Camera(config, start_timeout_s, loop)
+                self.cameras[config.name] = Camera(config, start_timeout_s, loop, open_capture=open_capture)
         except BaseException:
             self.close()
             raise

@@ -9,8 +9,9 @@
 Closing stops the watchdog, leaves the arm holding (the driver's `disconnect`) and releases the cameras.
 
 Real or simulated is decided here and only here: `hardware_factory` returns what a driver talks through
-(None: the vendor SDK; with `connection.fake: true`, the simulated hardware of `evo1cli.robots.fakes`),
-and `make_arm`, `make_leader` and `calibrate` pass it in. The drivers never import the fakes.
+(None: the vendor SDK; with `connection.fake: true`, the simulated hardware of `evo1cli.robots.fakes`; with
+`connection.sim: <scene>` too, that hardware sits on a digital twin, `evo1cli.robots.twins`), and `make_arm`,
+`make_leader` and `calibrate` pass it in. The drivers never import the fakes.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import Arm, RobotConfig, RobotError
 from evo1cli.robots.cameras import CameraSet
 from evo1cli.robots.safety import SafetyLayer
+from evo1cli.robots.twins import Twin, camera_opener, close_twin, is_twin, live_twin, open_twin
 
 FAKE_SWEEP_S = 3.0  # a simulated arm's hand sweeps every joint through its range within this long
 
@@ -37,6 +40,9 @@ def hardware_factory(config: RobotConfig, leader: bool = False) -> Callable[...,
     guides it in teach mode; SO-100: port handlers on simulated servos that a hand sweeps)."""
     if config.connection.get("fake") is not True:
         return None
+    twin = live_twin(config)
+    if twin is not None:
+        return twin.hardware.leader if leader else twin.hardware.follower
     if config.robot == "xarm6":
         from evo1cli.robots.fakes.xarm import rehearsal_api
 
@@ -74,9 +80,22 @@ def calibrate(
 ) -> Path:
     """LeRobot's calibration of an SO-100 follower (or leader), prompting a person through its two steps: the
     middle of the range, then every joint through its whole range. A simulated arm's hand sweeps by itself."""
+    twin = open_twin(config) if is_twin(config) else None
+    try:
+        return _calibrate(config, leader, say, ask, twin)
+    finally:
+        if twin is not None:
+            close_twin(config)
+
+
+def _calibrate(
+    config: RobotConfig, leader: bool, say: Callable[[str], None], ask: Callable[[str], object], twin: Twin | None
+) -> Path:
     from evo1cli.robots.so100 import calibrate_so100
 
     factory = hardware_factory(config, leader)
+    if twin is not None:
+        twin.hardware.sweep(leader)  # the twin's hand moves every joint through its whole range
     which = "leader" if leader else "follower"
     prompted, pressed = threading.Event(), threading.Event()
     start = time.monotonic()
@@ -102,17 +121,29 @@ def calibrate(
 class RobotSession:
     def __init__(self, config: RobotConfig, dry_run: bool = False, cameras: bool = True):
         self.config = config
-        self.arm = make_arm(config)
-        self.safety = SafetyLayer(self.arm, config, dry_run=dry_run)
+        self.twin = open_twin(config) if is_twin(config) else None  # the world under simulated hardware
+        try:
+            self.arm = make_arm(config)
+            self.safety = SafetyLayer(self.arm, config, dry_run=dry_run)
+        except BaseException:
+            if self.twin is not None:
+                close_twin(config)
+            raise
         self._want_cameras = cameras
         self.cameras: CameraSet | None = None
 
     def __enter__(self) -> RobotSession:
-        self.arm.connect()
+        try:
+            if self.twin is not None:
+                self.twin.world.start()
+            self.arm.connect()
+        except BaseException:
+            self._release_twin()
+            raise
         try:
             self.safety.start()
             if self._want_cameras and self.config.cameras:
-                self.cameras = CameraSet(self.config.cameras)
+                self.cameras = CameraSet(self.config.cameras, open_capture=camera_opener(self.config))
         except BaseException:
             self.close()
             raise
@@ -129,6 +160,12 @@ class RobotSession:
             if self.cameras is not None:
                 self.cameras.close()
                 self.cameras = None
+            self._release_twin()
+
+    def _release_twin(self) -> None:
+        if self.twin is not None:
+            self.twin = None
+            close_twin(self.config)
 
     def read_joints(self) -> np.ndarray:
         return self.safety.read_joints()
@@ -138,14 +175,30 @@ class RobotSession:
 
 
 def load_robot(
-    robot: str, path: str | None = None, overrides: list[str] | None = None, fake: bool = False
+    robot: str,
+    path: str | None = None,
+    overrides: list[str] | None = None,
+    fake: bool = False,
+    sim: bool = False,
+    scene: str | None = None,
 ) -> RobotConfig:
     """The robot's configuration: `path` or the packaged default, with `key=value` overrides; `fake` adds
-    `connection.fake=true` (simulated hardware)."""
+    `connection.fake=true` (simulated hardware); `sim` puts that hardware on the digital twin of `scene` (the
+    robot's default scene if None), whose cameras show `cameras.<name>` unless a device already names one."""
     from evo1cli.robots.config import default_config_path, load_robot_config
 
-    extra = ["connection.fake=true"] if fake else []
+    if scene is not None and not sim:
+        raise Evo1Error("--scene is for the digital twin: add --sim", field="--scene")
+    extra = ["connection.fake=true"] if fake or sim else []
+    if sim:
+        from evo1cli.sim.twin import open_scene
+        from evo1cli.sim.twin.scene import mujoco_module
+
+        mujoco_module()  # the one-line error naming the extra, before anything else
+        extra.append(f"connection.sim={open_scene(robot, scene).name}")
     config = load_robot_config(path or default_config_path(robot), [*(overrides or []), *extra], robot=robot)
+    if sim:
+        return _on_twin(config)
     if fake:  # cameras given by index do not exist either: a rehearsal video plays instead
         from evo1cli.robots.fakes.camera import rehearsal_video
 
@@ -157,3 +210,25 @@ def load_robot(
         )
         config = dataclasses.replace(config, cameras=cameras)
     return config
+
+
+def _on_twin(config: RobotConfig) -> RobotConfig:
+    """`config` with each camera showing the twin camera of its name (unless its device names one already)."""
+    from evo1cli.robots.twins import SCHEME
+    from evo1cli.sim.twin import open_scene
+
+    scene = open_scene(config.robot, config.connection["sim"])
+    cameras = []
+    for camera in config.cameras:
+        device = str(camera.device)
+        if not device.startswith(SCHEME):
+            device = f"{SCHEME}{camera.name}"
+        name = device[len(SCHEME) :].split("?")[0]
+        if name not in scene.cameras:
+            raise Evo1Error(
+                f"the scene {scene.name} has no camera {name!r} (its cameras: {', '.join(scene.cameras)})",
+                path=config.source,
+                field=f"cameras.{camera.name}",
+            )
+        cameras.append(dataclasses.replace(camera, device=device))
+    return dataclasses.replace(config, cameras=tuple(cameras))

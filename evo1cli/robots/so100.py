@@ -82,6 +82,7 @@ class SO100Connection:
     disable_torque_on_disconnect: bool = False
     baudrate: int = DEFAULT_BAUDRATE
     fake: bool = False
+    sim: str | None = None  # a digital twin scene under the simulated hardware (set by --sim)
 
     @classmethod
     def from_config(cls, config: RobotConfig) -> SO100Connection:
@@ -96,7 +97,7 @@ class SO100Connection:
             raise fail(unknown[0], f"unknown key (SO-100 connection keys: {', '.join(known)})")
         if not isinstance(raw.get("port"), str):
             raise fail("port", "the follower's serial port, e.g. /dev/ttyACM0, is required")
-        for key in ("leader_port", "id", "leader_id", "calibration_dir"):
+        for key in ("leader_port", "id", "leader_id", "calibration_dir", "sim"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 raise fail(key, f"expected a string, got {raw[key]!r}")
         for key in ("use_degrees", "disable_torque_on_disconnect", "fake"):

@@ -101,6 +101,7 @@ class XArm6Connection:
 
     ip: str | None = None  # the control box's address; required unless fake
     fake: bool = False  # FakeXArmAPI instead of the SDK
+    sim: str | None = None  # a digital twin scene under the simulated hardware (set by --sim)
     home_speed: float = 30.0  # deg/s of the planned move home (the joints allow up to 180)
     gripper_speed: float = 5000.0  # r/min, the SDK accepts 1000..5000
 
@@ -119,6 +120,8 @@ class XArm6Connection:
             raise fail("fake", f"expected true or false, got {raw['fake']!r}")
         if raw.get("ip") is not None and not (isinstance(raw["ip"], str) and raw["ip"]):
             raise fail("ip", f"expected an address such as 192.168.1.222, got {raw['ip']!r}")
+        if raw.get("sim") is not None and not isinstance(raw["sim"], str):
+            raise fail("sim", f"expected a scene name, got {raw['sim']!r}")
         if raw.get("ip") is None and not raw.get("fake", False):
             raise fail("ip", "the control box's address is required (or fake: true)")
         for key, lo, hi in (("home_speed", 0, 180), ("gripper_speed", 1000, 5000)):

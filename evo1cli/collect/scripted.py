@@ -1,0 +1,72 @@
+"""A scripted person for the digital twin: demonstrations recorded through the real teleoperation loop.
+
+The person does what someone at the arm would do, through the same keys (`teleop.Keys`):
+
+    reset period   puts the scene back (the twin places the cube by the next seed), holds the hand at home,
+                   then presses `s` to start recording
+    recording      moves the leader arm (SO-100) or the arm itself in teach mode (xArm6) along the scene's
+                   scripted pick-and-place (inverse kinematics on the twin), waits for things to settle, and
+                   presses `s` if the cube is in the container, `d` if the attempt failed
+
+Attempt k uses placement seed `seed + k` (a discarded attempt still uses up its seed), so a collection is
+reproducible; `evo1 deploy --sim` evaluates on seeds a block away, never met here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+SETTLE_S = 0.6  # after the trajectory ends, before judging the attempt
+RESET_S = 0.5  # the hand rests at home this long after the scene is reset
+
+
+class ScriptedOperator:
+    def __init__(self, twin: Any, seed: int, clock: Callable[[], float] = time.monotonic):
+        self.twin, self.world, self.seed, self.clock = twin, twin.world, seed, clock
+        self.attempts = 0  # placements used (saved or discarded)
+        self.successes = 0
+        self.home = np.asarray(self.world.scene.home, dtype=np.float64)
+        self.rng = np.random.default_rng(seed)
+        self.phase = "reset"
+        self.since: float | None = None
+        self.plan: Any = None
+        self.twin.hardware.guide(None, self.home)
+
+    @property
+    def placement_seed(self) -> int:
+        return self.seed + self.attempts
+
+    def poll(self) -> str | None:
+        now = self.clock()
+        if self.phase == "reset":
+            if self.since is None:
+                self.twin.hardware.guide(None, self.home)
+                self.world.reset(self.placement_seed)
+                self.since = now
+            if now - self.since >= RESET_S:
+                self._begin(now)
+                return "s"
+            return None
+        if self.plan is None:  # the first tick of the recording
+            self.plan = self.world.plan(self.rng)
+            self.twin.hardware.guide(self.plan, None)
+            self.since = now
+            return None
+        if now - self.since < self.plan.duration + SETTLE_S:
+            return None
+        success = self.world.success()
+        self.successes += success
+        self.attempts += 1
+        self.phase, self.since, self.plan = "reset", None, None
+        return "s" if success else "d"
+
+    def _begin(self, now: float) -> None:
+        self.phase, self.since, self.plan = "record", now, None
+
+    def episode_fields(self) -> dict[str, Any]:
+        """What the episode line records about the twin (its placement and whether it succeeded)."""
+        return {"success": self.world.success(), "scene": self.world.scene.name, **self.world.placement.as_dict()}
