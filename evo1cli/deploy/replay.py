@@ -19,9 +19,12 @@ class ReplayPolicy:
     synchronous query (`action_steps` = `max_ticks` = its length), through the same queue and safety
     layer as any policy. `start` is the recorded first pose, to move to (slowly) before replaying."""
 
-    def __init__(self, actions: np.ndarray, start: np.ndarray, source: str = "", episode: int = 0):
+    def __init__(
+        self, actions: np.ndarray, start: np.ndarray, source: str = "", episode: int = 0, seed: int | None = None
+    ):
         self.actions = np.asarray(actions, dtype=np.float64)
         self.start = np.asarray(start, dtype=np.float64)
+        self.seed = seed  # the placement seed a digital twin recorded the episode with, if any
         self.metadata: dict[str, Any] = {"replay": source, "episode": episode, "horizon": len(self.actions)}
 
     def infer(self, queries: Sequence[Query]) -> list[np.ndarray]:
@@ -49,4 +52,5 @@ def load_replay(dataset: str, episode: int, config: Any) -> ReplayPolicy:
         raise Evo1Error(f"actions have {table.action.shape[1]} dims; the {config.robot} has {dof} joints",
                         path=dataset, field=ACTION)  # fmt: skip
     start = table.state[0] if table.state.shape[1] == dof else table.action[0]
-    return ReplayPolicy(table.action, start, dataset, episode)
+    seed = meta.episodes[episode].extra.get("seed")
+    return ReplayPolicy(table.action, start, dataset, episode, seed if isinstance(seed, int) else None)

@@ -15,8 +15,9 @@
 
 The policy is any `chunks.Policy`: a local checkpoint or a remote `evo1 serve` (`runtime.policy.open_policy`),
 or a recorded episode (`replay.ReplayPolicy`). The chunks come through a `ChunkBroker`. The loop ends after
-`max_seconds` (or `max_ticks`), on Ctrl-C (the safety layer has already stopped the arm; the loop ends
-within one tick, also while it waits for a query) or on a safety stop, and returns its `Cadence`.
+`max_seconds` (or `max_ticks`), when `until()` says so (a twin's task done), on Ctrl-C (the safety layer has
+already stopped the arm; the loop ends within one tick, also while it waits for a query) or on a safety stop,
+and returns its `Cadence`.
 """
 
 from __future__ import annotations
@@ -132,16 +133,20 @@ def run_rollout(
     max_seconds: float,
     max_ticks: int | None = None,
     recorder: Any = None,
+    until: Callable[[], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Cadence:
-    """Run the loop on a `RobotSession`; `recorder.add(joints, sent, images)` records each tick if given."""
-    return _Rollout(robot, policy, prompt, execution, recorder, clock).run(max_seconds, max_ticks)
+    """Run the loop on a `RobotSession`; `recorder.add(joints, sent, images)` records each tick if given;
+    `until()`, asked after each tick, ends the loop early when true (ended: "success")."""
+    return _Rollout(robot, policy, prompt, execution, recorder, clock, until).run(max_seconds, max_ticks)
 
 
 class _Rollout:
-    def __init__(self, robot: Any, policy: Policy, prompt: str, execution: Execution, recorder: Any, clock: Any):
+    def __init__(
+        self, robot: Any, policy: Policy, prompt: str, execution: Execution, recorder: Any, clock: Any, until: Any
+    ):
         self.robot, self.safety, self.prompt, self.ex = robot, robot.safety, prompt, execution
-        self.recorder, self.clock = recorder, clock
+        self.recorder, self.clock, self.until = recorder, clock, until
         config = robot.config
         self.period = 1.0 / config.control_hz
         self.max_step = np.asarray(config.limits.max_step, dtype=np.float64)
@@ -197,6 +202,9 @@ class _Rollout:
                     self.recorder.add(joints, sent, frames)
                     cadence.record_s.append(self.clock() - t2)
                 cadence.ticks += 1
+                if self.until is not None and self.until():
+                    cadence.ended = "success"
+                    return True
                 ticks.wait()
             return True
         finally:

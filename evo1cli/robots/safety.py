@@ -137,6 +137,13 @@ class SafetyLayer:
             log.info("safety: resumed at %s", np.round(measured, 3).tolist())
             return measured
 
+    def adopt(self) -> np.ndarray:
+        """The arm was moved by something else (a person resetting a scene): hold where it is now. Returns it."""
+        with self._lock:
+            measured = self._adopt_measured()
+            self.command(measured)
+            return measured
+
     def read_joints(self) -> np.ndarray:
         """The measured joints, read under the lock the watchdog and the Ctrl-C handler also take."""
         return np.asarray(self._arm_call(self.arm.read_joints), dtype=np.float64)
