@@ -85,7 +85,7 @@ LAYERS: list[set[str]] = [
     {"collect", "deploy"},
     {"runtime"},
     {"serving", "train", "bench", "sysinfo"},
-    {"quickstart", "smoke"},
+    {"quickstart", "quickstart_robot", "smoke"},
     {"commands"},
     {"__main__"},
 ]

@@ -12,6 +12,9 @@ from evo1cli.commands.train import training_display
 
 def quickstart(
     name: str = typer.Option("single", "--suite", help="single (button-press-topdown-v3) or mt10 (ten tasks)."),
+    robot: str | None = typer.Option(
+        None, "--robot", help="so100 or xarm6: collect, train and deploy on the arm's digital twin (the sim extra)."
+    ),
     recipe: Path | None = typer.Option(None, "--recipe", "-r", help="Recipe (default: --suite's in recipes/)."),
     out: Path | None = typer.Option(None, "--out", help="Training output (runs/quickstart; mt10: runs/mt10)."),
     data: Path | None = typer.Option(
@@ -35,11 +38,19 @@ def quickstart(
     evaluated with the authors' MT10 protocol) takes under 2 hours. Running it again resumes or skips finished
     phases.
 
+    --robot so100|xarm6 runs the real-robot path on the arm's digital twin: a scripted person records
+    demonstrations through the teleoperation loop, the tiny model trains on both cameras, and `evo1 deploy
+    --sim`'s loop runs it on 20 placements collection never used (recipes/<robot>-twin.yaml).
+
     Examples:
 
       evo1 quickstart
 
       evo1 quickstart --suite mt10
+
+      evo1 quickstart --robot so100
+
+      evo1 quickstart --robot xarm6 --episodes 10 --eval-episodes 5 --set stage1.steps=200 --out runs/xarm6-small
 
       evo1 quickstart --episodes 10 --eval-episodes 5 --set stage1.steps=100 --set stage2.steps=20 --out runs/qs-small
     """
@@ -48,10 +59,13 @@ def quickstart(
     from evo1cli.quickstart import default_recipe, report_dict, swap_table
     from evo1cli.quickstart import quickstart as run
 
-    recipe = recipe or default_recipe(name)
     given = [n for n in (episodes, eval_episodes) if n is not None]
     if min([*given, workers]) < 1 or videos < 0:
         raise Evo1Error("--episodes, --eval-episodes and --workers must be >= 1, --videos >= 0", field="options")
+    if robot is not None:
+        _robot(robot, recipe, out, data, episodes, eval_episodes, overrides, as_json)
+        return
+    recipe = recipe or default_recipe(name)
     with training_display(quiet=as_json) as display:
         report = run(
             recipe,
@@ -86,3 +100,33 @@ def quickstart(
             f"{row['episodes']} (with its own instruction {row['own_instruction_solved']}/"
             f"{row['own_instruction_episodes']})"
         )
+
+
+def _robot(
+    robot: str,
+    recipe: Path | None,
+    out: Path | None,
+    data: Path | None,
+    episodes: int | None,
+    eval_episodes: int | None,
+    overrides: list[str],
+    as_json: bool,
+) -> None:
+    from evo1cli.quickstart_robot import default_recipe, plan, robot_quickstart
+
+    chosen = plan(robot, recipe or default_recipe(robot), overrides, out, data, episodes, eval_episodes)
+    with training_display(quiet=as_json) as display:
+        report = robot_quickstart(chosen, listener=display, progress=display.phase, say=lambda line: None)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    s, c, deployed = report.seconds, report.cpu_seconds, report.deploy
+    successes = sum(e["success"] for e in deployed["episodes"])
+    console.print(
+        f"{report.robot} twin ({report.scene}): {successes}/{deployed['episodes_run']} placements solved, "
+        f"{report.success_rate:.0%} success (trained on {report.demonstrations} demonstrations, {report.frames} "
+        f"frames)\ntime: "
+        + ", ".join(f"{k} {s[k]:.0f} s ({c[k]:.0f} CPU s)" for k in s)
+        + f"; peak memory {report.peak_memory_mb:.0f} MB; checkpoint {report.checkpoint}; videos in "
+        f"{chosen.recipe.output / 'deploy'}"
+    )

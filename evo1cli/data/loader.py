@@ -59,6 +59,7 @@ class DataSource:
     dataset: str = ""  # defaults to the directory's name
     views: tuple[str | None, ...] | None = None  # camera feature per view slot (None: empty slot); default all
     weight: float = 1.0  # share of the mix (per source, not per window)
+    joints: tuple[str, ...] | None = None  # the joint order the recipe expects of state and action (checked)
 
     @property
     def key(self) -> str:
@@ -124,7 +125,30 @@ def check_source(
         if view is not None and view not in meta.video_keys:
             known = ", ".join(meta.video_keys) or "none"
             raise Evo1Error(f"no camera {view!r} (cameras: {known})", path=spec.path / INFO_PATH, field="views")
+    if spec.joints is not None:
+        check_joint_order(meta, spec.joints)
     return meta, views, fitted_dims(meta, state_dim, action_dim, relative_actions)
+
+
+def feature_names(meta: DatasetMeta, key: str) -> list[str] | None:
+    """The per-dimension names info.json gives a vector feature (a list, or LeRobot's {"motors": [...]})."""
+    names = meta.info.get("features", {}).get(key, {}).get("names")
+    if isinstance(names, dict):
+        names = next(iter(names.values()), None) if len(names) == 1 else None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def check_joint_order(meta: DatasetMeta, joints: Sequence[str]) -> None:
+    """The dataset's state and action name the recipe's joints in the recipe's order, or a one-line refusal: a
+    policy trained on reordered joints would command each joint with another's values."""
+    for key in (STATE, ACTION):
+        names = feature_names(meta, key)
+        if names is None:
+            raise Evo1Error(f"{key} names no joints to check the recipe's against", path=meta.root / INFO_PATH,
+                            field=f"features.{key}.names")  # fmt: skip
+        if names != list(joints):
+            raise Evo1Error(f"{key} is [{', '.join(names)}]; the recipe's joints are [{', '.join(joints)}]",
+                            path=meta.root / INFO_PATH, field=f"features.{key}.names")  # fmt: skip
 
 
 class WindowDataset(Dataset):

@@ -17,6 +17,7 @@
             path: data/metaworld    # relative paths are relative to the working directory
             views: [observation.images.corner2]   # camera per view slot, null for an empty slot
             weight: 1.0
+            joints: [j1, j2, ...]   # optional: the state/action order expected; a dataset naming others is refused
     train:                          # defaults for both stages
       lr: 1.0e-5
       ...
@@ -247,7 +248,7 @@ def _data(reader: _Reader, raw: Any, check_paths: bool) -> DataSettings:
 def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_paths: bool) -> DataSource:
     key = f"data.groups.{embodiment}.{dataset}"
     spec = reader.mapping(spec, key)
-    reader.only(spec, key, {"path", "views", "weight"})
+    reader.only(spec, key, {"path", "views", "weight", "joints"})
     if "path" not in spec:
         raise reader.error(f"{key}.path", "missing: the dataset's directory")
     path = Path(reader.value(spec["path"], f"{key}.path", "str")).expanduser()
@@ -261,7 +262,12 @@ def _group(reader: _Reader, embodiment: str, dataset: str, spec: Any, check_path
     weight = reader.value(spec.get("weight", 1.0), f"{key}.weight", "float")
     if weight <= 0:
         raise reader.error(f"{key}.weight", f"must be > 0, got {weight}")
-    return DataSource(path, embodiment, dataset, views, weight)
+    joints = spec.get("joints")
+    if joints is not None:
+        if not isinstance(joints, list) or not joints or not all(isinstance(j, str) for j in joints):
+            raise reader.error(f"{key}.joints", f"must be a list of joint names, got {joints!r}")
+        joints = tuple(joints)
+    return DataSource(path, embodiment, dataset, views, weight, joints)
 
 
 def _collect(reader: _Reader, raw: Any) -> CollectSettings | None:
