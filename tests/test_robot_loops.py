@@ -35,8 +35,10 @@ from evo1cli.robots.base import RobotError
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.policy import open_policy
 
-SMALL = [f"cameras.{c}.{k}={v}" for c in ("base", "wrist") for k, v in (("width", 64), ("height", 48))]
-SMALL_SO100 = [s.replace("cameras.base.", "cameras.front.") for s in SMALL]
+SMALL = [f"cameras.{c}.{k}={v}" for c in ("image_1", "image_2") for k, v in (("width", 64), ("height", 48))]
+SMALL_SO100 = [
+    s.replace("cameras.image_1.", "cameras.front.").replace("cameras.image_2.", "cameras.wrist.") for s in SMALL
+]
 
 
 @pytest.fixture(autouse=True)
@@ -354,7 +356,7 @@ def test_deploy_stops_on_ctrl_c_and_keeps_the_recording(tmp_path, cache):
            "--seconds", "60", "--record", str(tmp_path / "rollout"), *sets(SMALL)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
-    first_frame = tmp_path / "rollout" / STAGING_DIR / "episode_000000" / "observation.images.base.mp4"
+    first_frame = tmp_path / "rollout" / STAGING_DIR / "episode_000000" / "observation.images.image_1.mp4"
     while not first_frame.exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # frames are being recorded: the loop runs
     time.sleep(0.5)
@@ -410,7 +412,8 @@ def test_teleop_choices_are_checked(tmp_path, cache):
     wrong = run_cli("collect", "--robot", "so100", "--fake", "--task", "t", "--teleop", "hand", "--out",
                     str(tmp_path / "d"), cache=cache)  # fmt: skip
     assert (
-        wrong.returncode == 1 and "--teleop: so100 teleoperation is one of leader, keyboard, got 'hand'" in wrong.stderr
+        wrong.returncode == 1
+        and "--teleop: so100 teleoperation is one of leader, keyboard, scripted, got 'hand'" in wrong.stderr
     )
     assert not (tmp_path / "d").exists()
     no_display = run_cli("collect", "--robot", "xarm6", "--fake", "--task", "t", "--view", "--out",

@@ -44,7 +44,7 @@ def homed():
 
 # ---------------------------------------------------------------------------------------------- configuration
 @pytest.mark.parametrize(
-    "robot, dof, steps, cameras", [("xarm6", 7, 25, ("base", "wrist")), ("so100", 6, 35, ("front", "wrist"))]
+    "robot, dof, steps, cameras", [("xarm6", 7, 25, ("image_1", "image_2")), ("so100", 6, 35, ("front", "wrist"))]
 )
 def test_default_configs_load(robot, dof, steps, cameras):
     path = default_config_path(robot)
@@ -73,10 +73,10 @@ def test_xarm6_defaults_match_the_hardware():
 
 def test_overrides_reach_every_section():
     config = xarm_config(
-        "connection.ip=10.0.0.2", "cameras.wrist.device=/dev/video4", "control_hz=15", "cameras.base=null"
+        "connection.ip=10.0.0.2", "cameras.image_2.device=/dev/video4", "control_hz=15", "cameras.image_1=null"
     )
     assert config.connection["ip"] == "10.0.0.2" and config.control_hz == 15
-    assert [(c.name, c.device) for c in config.cameras] == [("wrist", "/dev/video4")]  # null drops a camera
+    assert [(c.name, c.device) for c in config.cameras] == [("image_2", "/dev/video4")]  # null drops a camera
 
 
 @pytest.mark.parametrize(
@@ -99,8 +99,8 @@ def test_overrides_reach_every_section():
         ("connection.fkae=true", "connection.fkae", "unknown key"),
         ("connection.ip=null", "connection.ip", "required"),
         ("connection.home_speed=500", "connection.home_speed", "(0, 180]"),
-        ("cameras.base.fps=-1", "cameras.base.fps", ">= 1"),
-        ("cameras.base.device=null", "cameras.base.device", "index"),
+        ("cameras.image_1.fps=-1", "cameras.image_1.fps", ">= 1"),
+        ("cameras.image_1.device=null", "cameras.image_1.device", "index"),
         ("bogus=1", "bogus", "unknown key"),
     ],
 )
