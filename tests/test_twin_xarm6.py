@@ -222,3 +222,32 @@ def test_a_tick_and_two_renders_are_cheap(scene, model):
     print(f"xarm6 twin: physics tick + two 224x224 renders {cost_ms:.1f} ms")
     assert frame.shape == (224, 224, 3) and frame.std() > 5
     assert cost_ms < 60
+
+
+@pytest.mark.slow
+def test_the_expert_through_the_driver_and_the_safety_layer(scene):
+    """The scripted plan streamed at 30 Hz in hardware units through SafetyLayer -> XArm6 -> TwinXArmAPI: the
+    safety layer never intervenes (speeds, workspace box) and the cube lands in the bowl."""
+    from evo1cli.robots.safety import SafetyLayer
+
+    clock = Clock()
+    world = TwinWorld(scene, {}, clock=clock)
+    arm = XArm6(CONFIG, api_factory=attach(world, CONFIG).follower)
+    arm.connect()
+    safety = SafetyLayer(arm, CONFIG, clock=clock)
+    safety.start()
+    try:
+        for seed in (0, 1, 2):
+            world.reset(seed)
+            plan = world.plan(np.random.default_rng(seed))
+            start = clock.now
+            while clock.now - start < plan.duration + 1.0:
+                q = plan.at(clock.now - start)
+                safety.command(np.array([*np.degrees(q[:6]), q[6] / FINGER_OPEN * 850]))
+                clock.now += TICK
+                arm.read_joints()
+            assert world.success(), seed
+        assert not any(safety.counts.values()), safety.counts
+    finally:
+        safety.close()
+        arm.disconnect()
