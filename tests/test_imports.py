@@ -65,9 +65,11 @@ def test_the_client_package_needs_no_torch():
 
 def test_robots_is_hardware_only():
     """robots/ knows nothing of policies (client, runtime, model, serving), the loops above it (deploy, collect,
-    bench) or the commands: besides itself only the error type, the YAML loader, file helpers and the video
-    encoder (the fake camera writes its rehearsal clip with it)."""
-    allowed = ("evo1cli.robots", "evo1cli.errors", "evo1cli.yamlconfig", "evo1cli.fileio", "evo1cli.data.video")
+    bench) or the commands: besides itself only the error type, the YAML loader, file helpers, the video
+    encoder (the fake camera writes its rehearsal clip with it) and the digital twins' worlds (the simulated
+    hardware of `--sim` sits on them)."""
+    allowed = ("evo1cli.robots", "evo1cli.errors", "evo1cli.yamlconfig", "evo1cli.fileio", "evo1cli.data.video",
+               "evo1cli.sim.twin")  # fmt: skip
     graph = imports()
     found = {t for m, ts in graph.items() if m.startswith("evo1cli.robots") for t in ts}
     assert {t for t in found if not t.startswith(allowed)} == set()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from evo1cli.sim.twin.xarm6_kinematics import XARM6_MDH, xarm6_forward_kinematics  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +46,6 @@ GRIPPER_RANGE = (-10, 850)
 MAX_JOINT_SPEED = 180.0  # deg/s
 DEFAULT_JOINT_SPEED = 20.0  # deg/s, the SDK's initial last_used_joint_speed
 GRIPPER_UNITS_PER_RPM_S = 0.34  # pulses per second per r/min: 5000 r/min crosses 0..850 in 0.5 s
-
-# xArm6 modified DH (UFACTORY "xArm kinematic parameters"): alpha(i-1) rad, a(i-1) mm, d(i) mm, theta offset rad.
-_T2 = math.atan2(284.5, 53.5)
-XARM6_MDH = (
-    (0.0, 0.0, 267.0, 0.0),
-    (-math.pi / 2, 0.0, 0.0, -_T2),
-    (0.0, math.hypot(284.5, 53.5), 0.0, _T2),
-    (-math.pi / 2, 77.5, 342.5, 0.0),
-    (math.pi / 2, 0.0, 0.0, 0.0),
-    (-math.pi / 2, 76.0, 97.0, 0.0),
-)
-
-
-def xarm6_forward_kinematics(joints_deg: Sequence[float]) -> list[float]:
-    """Flange pose [x, y, z (mm), roll, pitch, yaw (deg)] of an xArm6, as `get_forward_kinematics` reports it."""
-    pose = np.eye(4)
-    for (alpha, a, d, offset), q in zip(XARM6_MDH, joints_deg, strict=False):
-        theta = math.radians(q) + offset
-        ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
-        link = np.array(
-            [[ct, -st, 0, a], [st * ca, ct * ca, -sa, -sa * d], [st * sa, ct * sa, ca, ca * d], [0, 0, 0, 1]]
-        )
-        pose = pose @ link
-    r = pose[:3, :3]
-    roll = math.atan2(r[2, 1], r[2, 2])
-    pitch = math.atan2(-r[2, 0], math.hypot(r[0, 0], r[1, 0]))
-    yaw = math.atan2(r[1, 0], r[0, 0])
-    angles = (math.degrees(v) for v in (roll, pitch, yaw))
-    return [*(float(v) for v in pose[:3, 3]), *(a + 360 if a <= -180 + 1e-9 else a for a in angles)]  # (-180, 180]
 
 
 @dataclass(frozen=True)
