@@ -175,7 +175,7 @@ def collect_tasks(
             done += missing
 
 
-class _Clock:
+class PhaseClock:
     """Wall and CPU seconds (all processes) of each phase."""
 
     def __init__(self) -> None:
@@ -207,7 +207,7 @@ def quickstart(
     """Collect, train and evaluate (and the swaps) as the recipe says; `out`, `data`, `episodes`
     (demonstrations per task) and `eval_episodes` (per task) replace the recipe's. `name` is reported."""
     chosen = plan(recipe_path, overrides or [], out, data, episodes, eval_episodes)
-    recipe, group, clock = chosen.recipe, chosen.recipe.data.groups[0], _Clock()
+    recipe, group, clock = chosen.recipe, chosen.recipe.data.groups[0], PhaseClock()
     with clock.phase("collect"):
         collect_tasks(chosen.data, chosen.tasks, chosen.demonstrations, recipe.model.image_size, progress)
         meta = load_meta(chosen.data)

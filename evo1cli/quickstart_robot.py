@@ -23,7 +23,7 @@ from evo1cli.data.format import load_meta
 from evo1cli.deploy.episodes import report, run_twin_episodes
 from evo1cli.deploy.rollout import INFERENCE, Execution
 from evo1cli.errors import Evo1Error
-from evo1cli.quickstart import _Clock
+from evo1cli.quickstart import PhaseClock
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.policy import open_checkpoint
 from evo1cli.sim.twin import open_scene
@@ -176,7 +176,7 @@ def robot_quickstart(
     progress: Callable[[str, int, int], None] | None = None,
     say: Callable[[str], None] = print,
 ) -> TwinQuickstartReport:
-    config, clock = robot_config(chosen), _Clock()
+    config, clock = robot_config(chosen), PhaseClock()
     recipe, group = chosen.recipe, chosen.recipe.data.groups[0]
     with clock.phase("collect"):
         collect_demonstrations(chosen, config, progress, say)

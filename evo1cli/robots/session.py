@@ -10,7 +10,7 @@ Closing stops the watchdog, leaves the arm holding (the driver's `disconnect`) a
 
 Real or simulated is decided here and only here: `hardware_factory` returns what a driver talks through
 (None: the vendor SDK; with `connection.fake: true`, the simulated hardware of `evo1cli.robots.fakes`; with
-`connection.sim: <scene>` too, that hardware sits on a digital twin, `evo1cli.robots.twins`), and `make_arm`,
+`connection.sim: <scene>` too, that hardware sits on a digital twin, `robots.fakes.twins`), and `make_arm`,
 `make_leader` and `calibrate` pass it in. The drivers never import the fakes.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 from evo1cli.errors import Evo1Error
 from evo1cli.robots.base import Arm, RobotConfig, RobotError
 from evo1cli.robots.cameras import CameraSet
+from evo1cli.robots.fakes.twins import Twin, camera_opener, close_twin, is_twin, live_twin, open_twin
 from evo1cli.robots.safety import SafetyLayer
-from evo1cli.robots.twins import Twin, camera_opener, close_twin, is_twin, live_twin, open_twin
 
 FAKE_SWEEP_S = 3.0  # a simulated arm's hand sweeps every joint through its range within this long
 
@@ -214,7 +214,7 @@ def load_robot(
 
 def _on_twin(config: RobotConfig) -> RobotConfig:
     """`config` with each camera showing the twin camera of its name (unless its device names one already)."""
-    from evo1cli.robots.twins import SCHEME
+    from evo1cli.robots.fakes.twins import SCHEME
     from evo1cli.sim.twin import open_scene
 
     scene = open_scene(config.robot, config.connection["sim"])
