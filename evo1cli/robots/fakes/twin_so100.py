@@ -231,14 +231,23 @@ def leader_bus(world: Any, port: str) -> tuple[FakeFeetechBus, _Guide]:
 
 
 def attach(world: Any, config: Any) -> TwinHardware:
-    """The SO-100 twin's buses for `config` (ports `connection.port` and `connection.leader_port`)."""
+    """The SO-100 twin's buses for `config` (ports `connection.port` and `connection.leader_port`); `sweep`
+    hands the follower or the leader to a person calibrating it (`sweep_hand`)."""
     follower = TwinServoBus(world, port=str(config.connection["port"]))
     leader_port = config.connection.get("leader_port")
-    if leader_port is None:
+    leader, guide = leader_bus(world, str(leader_port)) if leader_port is not None else (None, None)
 
-        def no_guide(trajectory: Trajectory | None, hold: np.ndarray | None = None) -> None:
-            return None
+    def sweep(on_leader: bool) -> None:
+        bus = leader if on_leader else follower
+        if bus is not None:
+            bus.hand = sweep_hand()
 
-        return TwinHardware(follower=follower.port_handler, leader=None, guide=no_guide)
-    leader, guide = leader_bus(world, str(leader_port))
-    return TwinHardware(follower=follower.port_handler, leader=leader.port_handler, guide=guide)
+    def no_guide(trajectory: Trajectory | None, hold: np.ndarray | None = None) -> None:
+        return None
+
+    return TwinHardware(
+        follower=follower.port_handler,
+        leader=leader.port_handler if leader is not None else None,
+        guide=guide or no_guide,
+        sweep=sweep,
+    )
