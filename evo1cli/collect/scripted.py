@@ -2,8 +2,8 @@
 
 The person does what someone at the arm would do, through the same keys (`teleop.Keys`):
 
-    reset period   puts the scene back (the twin places the cube by the next seed), holds the hand at home,
-                   then presses `s` to start recording
+    reset period   puts the scene back (the twin places the cube by the next seed), holds the hand at home
+                   while planning the pick-and-place (a thread: the loop keeps its rate), then presses `s`
     recording      moves the leader arm (SO-100) or the arm itself in teach mode (xArm6) along the scene's
                    scripted pick-and-place (inverse kinematics on the twin), waits for things to settle, and
                    presses `s` if the cube is in the container, `d` if the attempt failed
@@ -14,8 +14,10 @@ reproducible; `evo1 deploy --sim` evaluates on seeds a block away, never met her
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,7 @@ class ScriptedOperator:
         self.phase = "reset"
         self.since: float | None = None
         self.plan: Any = None
+        self._next: Future | None = None  # the plan being made during the reset period
         self.twin.hardware.guide(None, self.home)
 
     @property
@@ -46,15 +49,12 @@ class ScriptedOperator:
             if self.since is None:
                 self.twin.hardware.guide(None, self.home)
                 self.world.reset(self.placement_seed)
-                self.since = now
-            if now - self.since >= RESET_S:
-                self._begin(now)
+                self.since, self._next = now, self._planning()
+            if now - self.since >= RESET_S and self._next is not None and self._next.done():
+                self.phase, self.plan = "record", self._next.result()
+                self.twin.hardware.guide(self.plan, None)
+                self.since, self._next = now, None
                 return "s"
-            return None
-        if self.plan is None:  # the first tick of the recording
-            self.plan = self.world.plan(self.rng)
-            self.twin.hardware.guide(self.plan, None)
-            self.since = now
             return None
         if now - self.since < self.plan.duration + SETTLE_S:
             return None
@@ -64,8 +64,17 @@ class ScriptedOperator:
         self.phase, self.since, self.plan = "reset", None, None
         return "s" if success else "d"
 
-    def _begin(self, now: float) -> None:
-        self.phase, self.since, self.plan = "record", now, None
+    def _planning(self) -> Future:
+        future: Future = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.world.plan(self.rng))
+            except BaseException as err:  # handed to the loop's thread by result()
+                future.set_exception(err)
+
+        threading.Thread(target=run, name="scripted-plan", daemon=True).start()
+        return future
 
     def episode_fields(self) -> dict[str, Any]:
         """What the episode line records about the twin (its placement and whether it succeeded)."""

@@ -122,7 +122,8 @@ class SO100Connection:
         if self.calibration_dir is not None:
             return Path(self.calibration_dir).expanduser() / f"{name}.json"
         kind = "teleoperators/so100_leader" if leader else "robots/so100_follower"
-        root = Path(tempfile.gettempdir()) / "evo1-fake-calibration" if self.fake else lerobot_calibration_root()
+        simulated = "evo1-twin-calibration" if self.sim else "evo1-fake-calibration"  # twins have their own
+        root = Path(tempfile.gettempdir()) / simulated if self.fake else lerobot_calibration_root()
         return root / kind / f"{name}.json"
 
 

@@ -18,6 +18,7 @@ catch up: `lag_events` counts those skips.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -108,9 +109,11 @@ class TwinWorld:
             return bool(self.scene.success(self.model, self.data))
 
     def plan(self, rng: np.random.Generator) -> Any:
+        """The scene's scripted pick-and-place from the present state, planned on a copy (the world runs on)."""
         with self.lock:
             self.sync()
-            return self.scene.plan(self.model, self.data, rng)
+            snapshot = copy.copy(self.data)  # MjData's copy is a deep copy of the simulation state
+        return self.scene.plan(self.model, snapshot, rng)
 
     # -------------------------------------------------------------------------------------------- cameras
     def start(self, timeout_s: float = 30.0) -> None:
