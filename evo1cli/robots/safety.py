@@ -214,14 +214,16 @@ class SafetyLayer:
     @contextlib.contextmanager
     def idle(self, timeout_s: float | None = 30.0) -> Iterator[None]:
         """A pause in the command stream (e.g. a policy query): the arm holds its last command and the watchdog
-        waits `timeout_s` instead of `watchdog_s` (None: not at all). Commands resume the normal watchdog."""
+        waits `timeout_s` instead of `watchdog_s` (None: not at all). Afterwards the normal watchdog is back, or
+        stays disarmed if no command had armed it yet (teach mode sends none)."""
         with self._lock:
+            armed = self._allowance is not None  # a stream that never started (hand-guiding) stays unwatched
             self._last_time, self._allowance = self.clock(), timeout_s
         try:
             yield
         finally:
             with self._lock:
-                self._last_time, self._allowance = self.clock(), self.config.watchdog_s
+                self._last_time, self._allowance = self.clock(), self.config.watchdog_s if armed else None
 
     @contextlib.contextmanager
     def handle_sigint(self) -> Iterator[None]:
