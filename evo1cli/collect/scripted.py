@@ -2,8 +2,9 @@
 
 The person does what someone at the arm would do, through the same keys (`teleop.Keys`):
 
-    reset period   puts the scene back (the twin places the cube by the next seed), holds the hand at home
-                   while planning the pick-and-place (a thread: the loop keeps its rate), then presses `s`
+    reset period   puts the scene back (the twin places the cube by the next seed), plans the pick-and-place
+                   with the arm holding (`pause`: the safety layer's idle(); no camera is read while resetting),
+                   rests the hand at home a moment so every camera delivers again, then presses `s`
     recording      moves the leader arm (SO-100) or the arm itself in teach mode (xArm6) along the scene's
                    scripted pick-and-place (inverse kinematics on the twin), waits for things to settle, and
                    presses `s` if the cube is in the container, `d` if the attempt failed
@@ -14,10 +15,9 @@ reproducible; `evo1 deploy --sim` evaluates on seeds a block away, never met her
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -27,8 +27,14 @@ RESET_S = 0.5  # the hand rests at home this long after the scene is reset
 
 
 class ScriptedOperator:
-    def __init__(self, twin: Any, seed: int, clock: Callable[[], float] = time.monotonic):
-        self.twin, self.world, self.seed, self.clock = twin, twin.world, seed, clock
+    def __init__(
+        self,
+        twin: Any,
+        seed: int,
+        pause: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.twin, self.world, self.seed, self.pause, self.clock = twin, twin.world, seed, pause, clock
         self.attempts = 0  # placements used (saved or discarded)
         self.successes = 0
         self.home = np.asarray(self.world.scene.home, dtype=np.float64)
@@ -36,7 +42,6 @@ class ScriptedOperator:
         self.phase = "reset"
         self.since: float | None = None
         self.plan: Any = None
-        self._next: Future | None = None  # the plan being made during the reset period
         self.twin.hardware.guide(None, self.home)
 
     @property
@@ -49,11 +54,13 @@ class ScriptedOperator:
             if self.since is None:
                 self.twin.hardware.guide(None, self.home)
                 self.world.reset(self.placement_seed)
-                self.since, self._next = now, self._planning()
-            if now - self.since >= RESET_S and self._next is not None and self._next.done():
-                self.phase, self.plan = "record", self._next.result()
+                with self.pause():
+                    self.plan = self.world.plan(self.rng)
+                self.since = self.clock()
+            elif now - self.since >= RESET_S:
+                self.phase = "record"
                 self.twin.hardware.guide(self.plan, None)
-                self.since, self._next = now, None
+                self.since = now
                 return "s"
             return None
         if now - self.since < self.plan.duration + SETTLE_S:
@@ -63,18 +70,6 @@ class ScriptedOperator:
         self.attempts += 1
         self.phase, self.since, self.plan = "reset", None, None
         return "s" if success else "d"
-
-    def _planning(self) -> Future:
-        future: Future = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self.world.plan(self.rng))
-            except BaseException as err:  # handed to the loop's thread by result()
-                future.set_exception(err)
-
-        threading.Thread(target=run, name="scripted-plan", daemon=True).start()
-        return future
 
     def episode_fields(self) -> dict[str, Any]:
         """What the episode line records about the twin (its placement and whether it succeeded)."""

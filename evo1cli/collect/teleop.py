@@ -225,7 +225,7 @@ def collect_teleop(
             source = KeyboardJog(np.array(config.limits.max_step) / 2)
         fields, reset = _twin_hooks(session.twin, options.seed)
         if mode == "scripted":
-            operator = ScriptedOperator(session.twin, options.seed)
+            operator = ScriptedOperator(session.twin, options.seed, pause=lambda: session.safety.idle(None))
             keys, fields, reset = operator, operator.episode_fields, None  # the person resets the scene
         if keys is None:
             keys = stack.enter_context(terminal.active()) if terminal is not None else NoKeys()
