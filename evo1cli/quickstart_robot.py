@@ -20,7 +20,7 @@ from typing import Any
 
 from evo1cli.collect.teleop import TeleopOptions, collect_teleop
 from evo1cli.data.format import load_meta
-from evo1cli.deploy.episodes import report, run_twin_episodes
+from evo1cli.deploy.episodes import report, run_twin_episodes, view_check
 from evo1cli.deploy.rollout import INFERENCE, Execution
 from evo1cli.errors import Evo1Error
 from evo1cli.quickstart import PhaseClock
@@ -196,6 +196,7 @@ def robot_quickstart(
                 progress("deploy", episode.index + 1, len(seeds))
 
         execution = Execution(chosen.action_steps, chosen.inference)
+        prints: dict[str, Any] = {}
         with RobotSession(config) as session:
             videos = recipe.output / "deploy"
             episodes = run_twin_episodes(
@@ -208,7 +209,7 @@ def robot_quickstart(
                 videos=videos,
                 done=done,
             )
-        summary = report(chosen.robot, scene.name, episodes, chosen.inference)
+        summary = report(chosen.robot, scene.name, episodes, chosen.inference, view_check(policy.trained_views(), prints))
     return TwinQuickstartReport(
         robot=chosen.robot,
         scene=scene.name,

@@ -146,7 +146,7 @@ def deploy(
 def check_fits(policy: Any, config: Any) -> None:
     """A checkpoint whose views or state dims differ from the robot's cameras and joints: one line, before
     anything moves."""
-    meta = policy.metadata() if callable(getattr(policy, "metadata", None)) else {}
+    meta = getattr(policy, "metadata", {})
     views = meta.get("model", {}).get("num_views") if isinstance(meta, dict) else None
     if views is not None and views < len(config.cameras):
         raise Evo1Error(
@@ -180,7 +180,7 @@ def _on_twin(
     """K episodes on the twin: a success rate, a video each, report.json in `out`."""
     import json
 
-    from evo1cli.deploy.episodes import report, run_twin_episodes
+    from evo1cli.deploy.episodes import report, run_twin_episodes, view_check
     from evo1cli.fileio import atomic_write_text
     from evo1cli.robots.session import RobotSession
     from evo1cli.sim.twin.scene import COLLECT_SEED_BLOCK
@@ -193,10 +193,13 @@ def _on_twin(
         err_console.print(f"episode {episode.index + 1}/{len(seeds)} (seed {episode.seed}): {mark}, "
                           f"{episode.cadence.seconds:.1f} s")  # fmt: skip
 
+    prints: dict[str, Any] = {}
     with RobotSession(config, dry_run=dry_run) as session:
         results = run_twin_episodes(session, policy, task, execution, seeds=seeds, episode_s=seconds,
-                                    videos=out, max_ticks=max_ticks, done=done)  # fmt: skip
-    summary = report(config.robot, scene.name, results, execution.inference) | {"dry_run": dry_run}
+                                    videos=out, max_ticks=max_ticks, done=done, prints=prints)  # fmt: skip
+    trained = policy.trained_views() if hasattr(policy, "trained_views") else None
+    views = view_check(trained, prints)
+    summary = report(config.robot, scene.name, results, execution.inference, views) | {"dry_run": dry_run}
     atomic_write_text(out / "report.json", json.dumps(summary, indent=2) + "\n")
     if as_json:
         print_json(summary)
@@ -205,6 +208,8 @@ def _on_twin(
         print_cadence(last)
         console.print(f"{scene.name}: success {summary['success_rate']:.0%} over {len(results)} episode(s); "
                       f"videos and report.json in {out}")  # fmt: skip
+    for line in summary["view_warnings"]:
+        err_console.print(f"warning: {line}")
     ended = results[-1].cadence.ended if results else "done"
     if ended == "Ctrl-C":
         raise typer.Exit(130)

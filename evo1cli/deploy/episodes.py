@@ -23,6 +23,7 @@ import numpy as np
 
 from evo1cli.client.chunks import Policy
 from evo1cli.data.video import VideoWriter
+from evo1cli.data.views import FingerprintMean, compare
 from evo1cli.deploy.rollout import Cadence, Execution, run_rollout
 
 VIDEO_HEIGHT = 160  # each camera's height in the episode video
@@ -51,21 +52,26 @@ class TwinEpisode:
 
 
 class EpisodeVideo:
-    """The frames the policy saw, side by side, streamed into `<path>.partial.mp4`, then moved to `path`."""
+    """The frames the policy saw, side by side, streamed into `<path>.partial.mp4` (if `path`), then moved to
+    `path`; every frame also goes into its camera's running fingerprint (`prints`)."""
 
-    def __init__(self, path: Path, names: Sequence[str], fps: int):
-        self.path, self.names, self.fps = path, list(names), fps
-        self.partial = path.with_name(path.stem + ".partial.mp4")
+    def __init__(self, path: Path | None, names: Sequence[str], fps: int, prints: dict[str, FingerprintMean]):
+        self.path, self.names, self.fps, self.prints = path, list(names), fps, prints
+        self.partial = None if path is None else path.with_name(path.stem + ".partial.mp4")
         self.writer: VideoWriter | None = None
 
     def add(self, joints: np.ndarray, sent: np.ndarray, frames: dict[str, np.ndarray]) -> None:
+        for name in self.names:
+            self.prints[name].add(frames[name])
+        if self.partial is None:
+            return
         row = np.hstack([_scaled(frames[name]) for name in self.names])
         if self.writer is None:
             self.writer = VideoWriter(self.partial, self.fps, row.shape[1], row.shape[0])
         self.writer.add(row)
 
     def close(self, keep: bool) -> str | None:
-        if self.writer is None:
+        if self.writer is None or self.partial is None or self.path is None:
             return None
         self.writer.close()
         if not keep:
@@ -93,11 +99,16 @@ def run_twin_episodes(
     settle_ticks: int = 10,
     max_ticks: int | None = None,
     done: Callable[[TwinEpisode], None] | None = None,
+    prints: dict[str, FingerprintMean] | None = None,
 ) -> list[TwinEpisode]:
-    """Run one rollout per seed on `session`'s twin; `done(episode)` after each (progress)."""
+    """Run one rollout per seed on `session`'s twin; `done(episode)` after each (progress); `prints` (camera ->
+    running fingerprint) collects what every camera showed, for `report`'s view check."""
     world = session.twin.world
     names = [c.name for c in session.config.cameras]
     fps = round(session.config.control_hz)
+    prints = prints if prints is not None else {}
+    for name in names:
+        prints.setdefault(name, FingerprintMean())
     results: list[TwinEpisode] = []
     for index, seed in enumerate(seeds):
         world.reset(seed)
@@ -133,10 +144,39 @@ def run_twin_episodes(
     return results
 
 
-def report(robot: str, scene: str, episodes: Sequence[TwinEpisode], inference: str) -> dict[str, Any]:
-    """One object: the success rate, the worst cadence figures over the episodes, a record per episode."""
+def view_check(trained: Sequence[Any] | None, prints: dict[str, FingerprintMean]) -> list[dict[str, Any]]:
+    """Each camera (slot order) against the views the policy was trained on (`data.views.compare`)."""
+    names = list(prints)
+    if trained is None:
+        return [{"camera": n, "match": "unknown", "looks_like": None, "distance": None} for n in names]
+    return compare(trained, [prints[n].value() for n in names], names)
+
+
+def view_warnings(views: Sequence[dict[str, Any]], trained_names: Sequence[str] | None = None) -> list[str]:
+    """One line per camera that does not look like what the policy was trained on."""
+    lines = []
+    for v in views:
+        if v["match"] == "swapped":
+            other = trained_names[v["looks_like"]] if trained_names else f"view slot {v['looks_like']}"
+            lines.append(f"camera {v['camera']!r} looks like the policy's {other} view: cameras swapped?")
+        elif v["match"] == "colours reversed":
+            lines.append(f"camera {v['camera']!r} looks like its training view with the colour channels reversed "
+                         "(RGB/BGR)")  # fmt: skip
+    return lines
+
+
+def report(
+    robot: str,
+    scene: str,
+    episodes: Sequence[TwinEpisode],
+    inference: str,
+    views: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """One object: the success rate, the worst cadence figures over the episodes, the view check, a record per
+    episode."""
     summaries = [e.cadence.summary() for e in episodes]
     n = len(episodes)
+    names = [v["camera"] for v in views]
     return {
         "robot": robot,
         "scene": scene,
@@ -148,5 +188,7 @@ def report(robot: str, scene: str, episodes: Sequence[TwinEpisode], inference: s
         "max_step_at_switch": max((s["max_step_at_switch"] for s in summaries), default=0.0),
         "max_step_within_chunk": max((s["max_step_within_chunk"] for s in summaries), default=0.0),
         "infer_mean_ms": round(float(np.mean([s["infer"]["mean_ms"] for s in summaries])), 2) if n else 0.0,
+        "views": list(views),
+        "view_warnings": view_warnings(views, names),
         "episodes": [e.record() for e in episodes],
     }

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 
 from evo1cli.client.chunks import Policy, Query
+from evo1cli.data.views import VIEWS_FILE
 from evo1cli.errors import Evo1Error
+from evo1cli.fileio import read_json
 from evo1cli.model.flow_matching import uniform_noise
 from evo1cli.model.policy import Evo1Model, Observation
 from evo1cli.runtime.device import Placement, choose_placement
@@ -58,6 +60,7 @@ class LocalPolicy:
         self.embodiment, self.dataset = embodiment, dataset
         self.placement = placement
         self.num_steps = num_steps
+        self.views: dict[str, Any] = {}  # the checkpoint's views.json: each dataset's view cameras, fingerprints
 
     @classmethod
     def load(
@@ -66,7 +69,19 @@ class LocalPolicy:
         from evo1cli.model.checkpoint import load_policy
 
         model = load_policy(checkpoint, dtype=placement.torch_dtype, device=placement.device)
-        return cls(model, embodiment, dataset, placement)
+        policy = cls(model, embodiment, dataset, placement)
+        views = Path(checkpoint) / VIEWS_FILE
+        if views.is_file():
+            policy.views = read_json(views)
+        return policy
+
+    def trained_views(self) -> list[Any] | None:
+        """The fingerprint of each view slot's camera in the data it was trained on (`data.views`), for the
+        dataset it answers as (or its only one); None if the checkpoint does not say."""
+        entries = self.views
+        key = f"{self.embodiment}/{self.dataset}"
+        entry = entries.get(key) or (next(iter(entries.values())) if len(entries) == 1 else None)
+        return None if not isinstance(entry, dict) else entry.get("fingerprints")
 
     @property
     def image_size(self) -> int:

@@ -85,11 +85,15 @@ def save_checkpoint(
     optimizer_state: dict[str, Any],
     scheduler_state: dict[str, Any],
     keep: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write step `trainer.step`'s checkpoint, point `last` at it, drop the oldest beyond `keep`."""
+    """Write step `trainer.step`'s checkpoint (and `extra`: file name -> JSON value beside the weights), point
+    `last` at it, drop the oldest beyond `keep`."""
     target = checkpoint_dir(stage_dir, trainer.step)
     with atomic_directory(target) as staging:
         write_policy(policy, staging)
+        for name, value in (extra or {}).items():
+            (staging / name).write_text(json.dumps(value) + "\n")
         (staging / STATE_DIR).mkdir()
         (staging / STATE_DIR / TRAINER_FILE).write_text(json.dumps(asdict(trainer), indent=2) + "\n")
         torch.save(

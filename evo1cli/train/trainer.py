@@ -27,7 +27,9 @@ from typing import Any
 import torch
 import yaml
 
+from evo1cli.data.format import load_meta
 from evo1cli.data.loader import WindowDataset, check_source, collate
+from evo1cli.data.views import VIEWS_FILE, dataset_fingerprints
 from evo1cli.errors import Evo1Error
 from evo1cli.fileio import atomic_write_text
 from evo1cli.model.checkpoint import load_policy
@@ -141,6 +143,17 @@ def check_datasets(recipe: Recipe) -> None:
         check_source(group, model.num_views, model.state_dim, model.action_dim, model.relative_actions)
 
 
+def view_fingerprints(recipe: Recipe) -> dict[str, Any]:
+    """Per dataset (`embodiment/dataset`), the camera of each view slot and its fingerprint
+    (`data.views`): what a deployment compares its cameras with."""
+    out = {}
+    for group in recipe.data.groups:
+        meta = load_meta(group.path)
+        views = list(group.views) if group.views is not None else list(meta.video_keys)
+        out[f"{group.embodiment}/{group.key}"] = {"views": views, "fingerprints": dataset_fingerprints(meta, views)}
+    return out
+
+
 def window_dataset(recipe: Recipe, config: Evo1Config | None = None, stats: StatsTable | None = None) -> WindowDataset:
     """The recipe's training windows for a model `config` (default the recipe's); `stats` (a
     checkpoint's) are used where they have the key, the others are computed."""
@@ -191,6 +204,7 @@ class Stage:
         self.listener = listener if accelerator.is_main_process else None
         self.dir = stage_dir(recipe.output, stage)
         self._stop_requested = False
+        self._views: dict[str, Any] | None = None  # views.json of this run's checkpoints, made at the first save
 
     def emit(self, kind: str, **data: Any) -> None:
         if self.listener is not None:
@@ -440,9 +454,11 @@ class Stage:
         path = self.dir
         if acc.is_main_process:
             unwrapped = acc.unwrap_model(run.model)
+            if self._views is None:
+                self._views = view_fingerprints(self.recipe)
             path = save_checkpoint(
                 self.dir, unwrapped, run.state, run.optimizer.state_dict(), run.scheduler.state_dict(),
-                self.recipe.checkpoint.keep,
+                self.recipe.checkpoint.keep, {VIEWS_FILE: self._views},
             )  # fmt: skip
             self.emit("checkpoint", path=str(path), step=run.state.step)
         acc.wait_for_everyone()
