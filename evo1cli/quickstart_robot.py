@@ -199,17 +199,10 @@ def robot_quickstart(
         prints: dict[str, Any] = {}
         with RobotSession(config) as session:
             videos = recipe.output / "deploy"
-            episodes = run_twin_episodes(
-                session,
-                policy,
-                scene.instruction,
-                execution,
-                seeds=seeds,
-                episode_s=scene.episode_s,
-                videos=videos,
-                done=done,
-            )
-        summary = report(chosen.robot, scene.name, episodes, chosen.inference, view_check(policy.trained_views(), prints))
+            episodes = run_twin_episodes(session, policy, scene.instruction, execution, seeds=seeds,
+                                         episode_s=scene.episode_s, videos=videos, done=done, prints=prints)  # fmt: skip
+        views = view_check(policy.trained_views(), prints)
+        summary = report(chosen.robot, scene.name, episodes, chosen.inference, views)
     return TwinQuickstartReport(
         robot=chosen.robot,
         scene=scene.name,
