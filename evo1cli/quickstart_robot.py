@@ -198,9 +198,9 @@ def robot_quickstart(
         execution = Execution(chosen.action_steps, chosen.inference)
         prints: dict[str, Any] = {}
         with RobotSession(config) as session:
-            videos = recipe.output / "deploy"
+            out = recipe.output / "deploy"
             episodes = run_twin_episodes(session, policy, scene.instruction, execution, seeds=seeds,
-                                         episode_s=scene.episode_s, videos=videos, done=done, prints=prints)  # fmt: skip
+                                         episode_s=scene.episode_s, videos=out, done=done, prints=prints)  # fmt: skip
         views = view_check(policy.trained_views(), prints)
         summary = report(chosen.robot, scene.name, episodes, chosen.inference, views)
     return TwinQuickstartReport(
