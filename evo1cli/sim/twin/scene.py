@@ -32,12 +32,26 @@ SIM_EXTRA = "pip install 'evo1cli[sim]'"
 COLLECT_SEED_BLOCK = 1_000_000  # deploy's placements start this far past collection's, so they never meet
 
 
+NO_GL = (
+    "cannot render the twin headless ({err}): set MUJOCO_GL=egl (Debian: apt-get install libegl1 libegl-mesa0 "
+    "libgl1-mesa-dri) or MUJOCO_GL=osmesa (libosmesa6)"
+)
+
+
+def no_gl(err: BaseException) -> Evo1Error:
+    """The one line for a MuJoCo that cannot get an OpenGL context (it fails at import or at the first renderer)."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    return Evo1Error(NO_GL.format(err=f"{type(err).__name__}: {text}" if text else type(err).__name__), field="--sim")
+
+
 def mujoco_module() -> Any:
-    """`import mujoco`, or the one line saying which extra brings it."""
+    """`import mujoco`, or the one line saying which extra brings it (or what rendering needs)."""
     try:
         import mujoco
     except ImportError as err:
         raise Evo1Error(f"--sim needs MuJoCo ({err}): {SIM_EXTRA}", field="--sim") from None
+    except Exception as err:  # MUJOCO_GL names a backend whose library is missing: mujoco fails importing it
+        raise no_gl(err) from None
     return mujoco
 
 

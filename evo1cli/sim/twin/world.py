@@ -27,12 +27,7 @@ from typing import Any
 import numpy as np
 
 from evo1cli.errors import Evo1Error
-from evo1cli.sim.twin.scene import Placement, Scene, mujoco_module
-
-NO_GL = (
-    "cannot render the twin headless ({err}): set MUJOCO_GL=egl (Debian: apt-get install libegl1 libegl-mesa0 "
-    "libgl1-mesa-dri) or MUJOCO_GL=osmesa (libosmesa6)"
-)
+from evo1cli.sim.twin.scene import Placement, Scene, mujoco_module, no_gl
 
 
 class TwinWorld:
@@ -152,7 +147,7 @@ class TwinWorld:
         try:
             renderers = {size: self.mujoco.Renderer(self.model, size[1], size[0]) for size in set(self.sizes.values())}
         except Exception as err:  # no EGL/OSMesa: mujoco raises several types
-            self._error = Evo1Error(NO_GL.format(err=str(err).splitlines()[0] if str(err) else type(err).__name__))
+            self._error = no_gl(err)
             self._ready.set()
             return
         period, index, due = 1.0 / self.fps, 0, self.clock()
