@@ -191,12 +191,13 @@ def test_quickstart_collects_trains_and_deploys_in_the_twin(quickstart_run):
 def test_the_collected_dataset_is_valid_records_success_and_loads_in_lerobot(quickstart_run, tmp_path):
     robot, tmp, _ = quickstart_run
     root = tmp / "data" / "q"
-    assert validate(root).ok
+    _, problems = validate(root, decode=True)
+    assert not problems.items, [str(p) for p in problems.items]
     meta = load_meta(root)
     assert [e.extra["seed"] for e in meta.episodes] == [0, 1]  # the scripted expert succeeded on both
     assert all(e.extra["success"] is True and e.extra["scene"] for e in meta.episodes)
     assert meta.info["robot_type"] == robot and meta.fps == 30
-    from tests.test_lerobot_compat import load_with_lerobot
+    from test_lerobot_compat import load_with_lerobot
 
     loaded = load_with_lerobot(root, f"observation.images.{CAMERAS[robot][0]}", 30, tmp_path)
     assert loaded["episodes"] == 2 and loaded["len"] == meta.total_frames

@@ -5,9 +5,10 @@ The person does what someone at the arm would do, through the same keys (`teleop
     reset period   puts the scene back (the twin places the cube by the next seed), plans the pick-and-place
                    with the arm holding (`pause`: the safety layer's idle(); no camera is read while resetting),
                    rests the hand at home a moment so every camera delivers again, then presses `s`
-    recording      moves the leader arm (SO-100) or the arm itself in teach mode (xArm6) along the scene's
-                   scripted pick-and-place (inverse kinematics on the twin), waits for things to settle, and
-                   presses `s` if the cube is in the container, `d` if the attempt failed
+    recording      moves the leader arm (SO-100) or the arm itself in teach mode (xArm6, pressing `g` where the
+                   plan closes or opens the gripper) along the scene's scripted pick-and-place (inverse kinematics
+                   on the twin), waits for things to settle, and presses `s` if the cube is in the container, `d`
+                   if the attempt failed
 
 Attempt k uses placement seed `seed + k` (a discarded attempt still uses up its seed), so a collection is
 reproducible; `evo1 deploy --sim` evaluates on seeds a block away, never met here.
@@ -42,6 +43,11 @@ class ScriptedOperator:
         self.phase = "reset"
         self.since: float | None = None
         self.plan: Any = None
+        # A hand-guided arm (no leader): the hand moves the joints, `g` the motor-driven gripper.
+        self.keys_gripper = twin.hardware.leader is None
+        low, high = self.world.model.jnt_range[self.world.model.joint(self.world.scene.joints[-1]).id]
+        self.gripper_middle = (low + high) / 2
+        self.closed = bool(self.home[-1] < self.gripper_middle)
         self.twin.hardware.guide(None, self.home)
 
     @property
@@ -63,6 +69,11 @@ class ScriptedOperator:
                 self.since = now
                 return "s"
             return None
+        if self.keys_gripper:
+            closed = bool(self.plan.at(now - self.since)[-1] < self.gripper_middle)
+            if closed != self.closed:
+                self.closed = closed
+                return "g"
         if now - self.since < self.plan.duration + SETTLE_S:
             return None
         success = self.world.success()

@@ -9,8 +9,9 @@ measured joints, action = the absolute joint target of that moment, images = eve
 Where the target comes from:
 
 - `LeaderArm` (SO-100): the leader arm's joints, which are also sent to the follower through the safety layer;
-- `HandGuiding` (xArm6): the arm itself in teach mode, nothing is sent; the action of tick t is the measured
-  pose of tick t + 1 (the last frame's is its own pose), so replaying the actions retraces the demonstration.
+- `HandGuiding` (xArm6): the arm itself in teach mode, moved by hand; the action of tick t is the measured
+  pose of tick t + 1 (the last frame's is its own pose), so replaying the actions retraces the demonstration;
+  `g` closes or opens the gripper, whose action is then the command sent (what the gripper was told to do).
 
 Episodes: a reset period (`reset_s`, or until `s`), then recording until `episode_s` or a key:
 `s`/space/enter save, `d` discard, `r` discard and record again at once, `q` save and quit. Each episode is
@@ -48,7 +49,8 @@ class TeleopSource(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def target(self, robot: Any, key: str | None) -> np.ndarray | None: ...  # None: the next measured pose
+    # None (or NaN entries): the next measured pose (of those joints)
+    def target(self, robot: Any, key: str | None) -> np.ndarray | None: ...
 
 
 class LeaderArm:
@@ -72,12 +74,16 @@ class LeaderArm:
 
 
 class HandGuiding:
-    """The arm in its teach (gravity-compensated) mode, moved by hand; nothing is commanded."""
+    """The arm in its teach (gravity-compensated) mode, moved by hand; `g` closes or opens the gripper (a hand
+    cannot move a motor-driven gripper). Until `g` is first pressed nothing is commanded; from then on the
+    gripper's goal (its lower or upper limit) goes through the safety layer every tick, rate-limited, and the
+    action's gripper value is what was sent (not the measured opening, which stops at the object's width)."""
 
     name = "hand-guiding"
 
     def __init__(self, arm: Any):
         self.arm = arm
+        self.gripper: float | None = None  # the gripper's goal once `g` has been pressed
 
     def start(self) -> None:
         self.arm.teach_mode(True)
@@ -85,8 +91,18 @@ class HandGuiding:
     def stop(self) -> None:
         self.arm.teach_mode(False)
 
-    def target(self, robot: Any, key: str | None) -> None:
-        return None
+    def target(self, robot: Any, key: str | None) -> np.ndarray | None:
+        if key in GRIPPER:
+            lower, upper = robot.safety.lower[-1], robot.safety.upper[-1]
+            now = self.gripper if self.gripper is not None else robot.read_joints()[-1]
+            self.gripper = float(lower if now > (lower + upper) / 2 else upper)
+        if self.gripper is None:
+            return None
+        measured = robot.read_joints()
+        sent = robot.safety.command(np.r_[measured[:-1], self.gripper])  # the arm part is ignored in teach mode
+        partial = np.full(len(measured), np.nan)  # NaN: the next measured pose
+        partial[-1] = sent[-1] if sent is not None else self.gripper
+        return partial
 
 
 class KeyboardJog:
@@ -169,7 +185,7 @@ class TerminalKeys:
             return None
 
 
-SAVE, DISCARD, RERECORD, QUIT = ("s", " ", "\n", "e"), ("d",), ("r",), ("q",)
+SAVE, DISCARD, RERECORD, QUIT, GRIPPER = ("s", " ", "\n", "e"), ("d",), ("r",), ("q",), ("g",)
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -229,7 +245,9 @@ def collect_teleop(
             keys, fields, reset = operator, operator.episode_fields, None  # the person resets the scene
         if keys is None:
             keys = stack.enter_context(terminal.active()) if terminal is not None else NoKeys()
-        jog = "; 1-9 pick a joint, +/- move it" if mode == "keyboard" else ""
+        jog = {"keyboard": "; 1-9 pick a joint, +/- move it"}.get(mode, "")
+        if isinstance(source, HandGuiding):
+            jog = "; g closes/opens the gripper"
         who = "scripted person, " if mode == "scripted" else ""
         say(f"{config.robot}: {who}{source.name}; keys: s/space save, d discard, r again, q quit{jog}; Ctrl-C stops")
         phase_was = [""]
@@ -335,7 +353,7 @@ def _record_episode(
 ) -> str:
     """One episode: "saved", "discarded", "again" (discarded, record again) or "quit" (saved, then stop)."""
     recorder = Recorder(writer, task)
-    pending: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # hand-guiding: waits for the next pose
+    pending: tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None] | None = None  # waits for the next pose
     outcome = "saved"
     ticks = TickClock(period)
     try:
@@ -348,10 +366,10 @@ def _record_episode(
             images = robot.read_images()
             key = keys.poll()
             action = source.target(robot, key)
-            if action is None:  # the pose reached now is the previous frame's action
+            if action is None or np.isnan(action).any():  # the pose reached now is the previous frame's action
                 if pending is not None:
-                    recorder.add(pending[0], state, pending[1])
-                pending = (state, images)
+                    recorder.add(pending[0], _reached(state, pending[2]), pending[1])
+                pending = (state, images, action)
             else:
                 recorder.add(state, action, images)
             if key in DISCARD or key in RERECORD:
@@ -365,7 +383,7 @@ def _record_episode(
             ticks.wait()
         summary.over_budget += ticks.over_budget
         if pending is not None and outcome in ("saved", "quit"):
-            recorder.add(pending[0], pending[0], pending[1])
+            recorder.add(pending[0], _reached(pending[0], pending[2]), pending[1])
         if outcome in ("saved", "quit") and recorder.frames > 0:
             with robot.safety.idle(None):  # encoding the videos pauses the command stream: the arm holds
                 recorder.commit(source=source.name, robot=robot.config.robot, **(fields() if fields else {}))
@@ -378,3 +396,8 @@ def _record_episode(
         recorder.discard()
         raise
     return outcome
+
+
+def _reached(pose: np.ndarray, partial: np.ndarray | None) -> np.ndarray:
+    """A hand-guided action: the pose reached next, except where the source commanded a joint itself."""
+    return pose if partial is None else np.where(np.isnan(partial), pose, partial)

@@ -57,7 +57,8 @@ def collect(
     """Record demonstrations: teleoperation on a real arm or its digital twin, or Meta-World's scripted experts.
 
     Real robots record at the control rate (30 Hz): state = the arm's joints, action = the absolute joint
-    target (SO-100: the leader arm; xArm6: hand-guiding in teach mode). Keys: s/space save the episode,
+    target (SO-100: the leader arm; xArm6: hand-guiding in teach mode, g closes or opens the gripper and its
+    action is the command sent). Keys: s/space save the episode,
     d discard it, r record it again, q save and quit. Each episode is committed atomically; Ctrl-C keeps
     the finished ones.
 

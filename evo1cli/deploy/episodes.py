@@ -119,23 +119,16 @@ def run_twin_episodes(
             streak[0] = streak[0] + 1 if world.success() else 0
             return streak[0] >= settle_ticks
 
-        video = EpisodeVideo(videos / f"episode_{index:03d}_seed{seed}.mp4", names, fps) if videos else None
+        path = videos / f"episode_{index:03d}_seed{seed}.mp4" if videos else None
+        video = EpisodeVideo(path, names, fps, prints)
         kept = False
         try:
-            cadence = run_rollout(
-                session,
-                policy,
-                prompt,
-                execution,
-                max_seconds=episode_s,
-                max_ticks=max_ticks,
-                recorder=video,
-                until=resting,
-            )
+            cadence = run_rollout(session, policy, prompt, execution, max_seconds=episode_s, max_ticks=max_ticks,
+                                  recorder=video, until=resting)  # fmt: skip
             kept = True
         finally:
-            path = video.close(kept) if video is not None else None
-        episode = TwinEpisode(index, seed, world.success(), cadence, path)
+            written = video.close(kept)
+        episode = TwinEpisode(index, seed, world.success(), cadence, written)
         results.append(episode)
         if done is not None:
             done(episode)

@@ -191,10 +191,11 @@ def attach(world: TwinWorld, config: RobotConfig) -> TwinHardware:
         api = apis[-1]
         if trajectory is not None:
             count = max(2, math.ceil(trajectory.duration * HAND_HZ) + 1)
-            waypoints = [api.hardware_units(trajectory.at(i / HAND_HZ)) for i in range(count)]
+            # the hand moves the six joints; the gripper is motor-driven (commanded: `g` in teach mode)
+            waypoints = [api.hardware_units(trajectory.at(i / HAND_HZ))[:6] for i in range(count)]
             api.hand_guide(waypoints, (count - 1) / HAND_HZ)
         elif pose is not None:
-            point = api.hardware_units(pose)
+            point = api.hardware_units(pose)[:6]
             api.hand_guide([point, point], 1.0)
         else:
             api.release_hand()
