@@ -31,6 +31,7 @@ from evo1cli.robots.cameras import CameraSet
 from evo1cli.robots.fakes.twins import Twin, camera_opener, close_twin, is_twin, live_twin, open_twin
 from evo1cli.robots.safety import SafetyLayer
 
+TWIN_MAX_AGE_S = 1.0  # the oldest frame a twin camera may deliver (a real camera's limit is max_age_s)
 FAKE_SWEEP_S = 3.0  # a simulated arm's hand sweeps every joint through its range within this long
 
 
@@ -213,7 +214,8 @@ def load_robot(
 
 
 def _on_twin(config: RobotConfig) -> RobotConfig:
-    """`config` with each camera showing the twin camera of its name (unless its device names one already)."""
+    """`config` with each camera showing the twin camera of its name (unless its device names one already),
+    its frames allowed up to TWIN_MAX_AGE_S old."""
     from evo1cli.robots.fakes.twins import SCHEME
     from evo1cli.sim.twin import open_scene
 
@@ -230,5 +232,6 @@ def _on_twin(config: RobotConfig) -> RobotConfig:
                 path=config.source,
                 field=f"cameras.{camera.name}",
             )
-        cameras.append(dataclasses.replace(camera, device=device))
+        # A twin frame that is late because the simulator shares the CPU is no camera fault: allow a second.
+        cameras.append(dataclasses.replace(camera, device=device, max_age_s=max(camera.max_age_s, TWIN_MAX_AGE_S)))
     return dataclasses.replace(config, cameras=tuple(cameras))
