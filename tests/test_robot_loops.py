@@ -285,6 +285,41 @@ def test_hand_guided_actions_are_the_next_measured_pose(tmp_path):
     assert meta.fps == 30 and meta.info["robot_type"] == "xarm6" and meta.episodes[0].extra["source"] == "hand-guiding"
 
 
+def test_g_closes_the_gripper_by_command_and_the_action_is_what_was_sent(tmp_path):
+    """Hand-guiding: a hand cannot move the motor-driven gripper. `g` commands it (through the safety layer, at
+    most max_step per tick) and the action records the command, not the measured opening."""
+    config = xarm()
+    writer = open_dataset(tmp_path / "ds", FrameSpec.of_robot(config))
+    keys = ScriptedKeys({3: "g", 25: "s"})
+    with RobotSession(config) as robot:
+        summary = record_teleop(robot, HandGuiding(robot.arm), writer, "grasp", 1, 10.0, 0.0, keys)
+        sent = [c.arguments["pos"] for c in commands(robot.arm.api, "set_gripper_position")]
+    assert summary.kept == 1
+    table = read_episode(load_meta(tmp_path / "ds"), 0)
+    gripper, step = table.action[:, 6], config.limits.max_step[6]
+    np.testing.assert_allclose(gripper[:2], table.state[1:3, 6])  # before `g`: the opening reached next
+    goal = 850.0 if table.state[2, 6] < 425 else 0.0  # `g` drives it to the other end of its range
+    moves = np.diff(gripper[2:])
+    assert gripper[-1] == goal and np.all(np.abs(moves) <= step + 1e-9) and np.all(moves * (goal - 425) >= 0)
+    assert sent and sent[-1] == goal  # what was recorded is what reached the gripper
+    np.testing.assert_allclose(table.action[:-1, :6], table.state[1:, :6])  # the arm: the next measured pose
+
+
+def test_an_idle_pause_does_not_arm_a_watchdog_that_no_command_armed(tmp_path):
+    """Teach mode sends nothing, so the watchdog is disarmed; saving an episode (an idle pause) must not arm
+    it, or the next episode is stopped half a second later."""
+    with RobotSession(blind_xarm(watchdog=0.2)) as robot:
+        with robot.safety.idle(None):
+            pass
+        time.sleep(0.5)
+        assert robot.safety.stopped is None
+        robot.safety.command(robot.safety.last_command)  # a command arms it ...
+        with robot.safety.idle(None):
+            pass
+        time.sleep(0.5)
+        assert robot.safety.stopped == "watchdog"  # ... and after the pause it watches again
+
+
 def test_keys_discard_record_again_and_quit(tmp_path):
     config = xarm()
     writer = open_dataset(tmp_path / "ds", FrameSpec.of_robot(config))
