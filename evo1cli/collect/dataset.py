@@ -88,5 +88,6 @@ class RecordingSummary:
     frames: int = 0  # frames in the kept episodes
     failed: int = 0  # scripted expert: unsolved episodes, dropped unless kept on purpose
     discarded: int = 0  # teleoperation: episodes the person discarded (or that Ctrl-C cut short)
-    interrupted: bool = False  # stopped by Ctrl-C
+    interrupted: bool = False  # stopped by Ctrl-C or by the safety layer
+    stopped: str | None = None  # the safety layer's reason, when it stopped the arm (watchdog, ...)
     over_budget: int = 0  # teleoperation: control ticks that ended after their slot

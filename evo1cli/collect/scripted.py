@@ -23,7 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from evo1cli.errors import Evo1Error
+
 SETTLE_S = 0.6  # after the trajectory ends, before judging the attempt
+GIVE_UP = 5  # failed attempts in a row after which the person stops (something is wrong with the setup)
 RESET_S = 0.5  # the hand rests at home this long after the scene is reset
 
 
@@ -43,6 +46,7 @@ class ScriptedOperator:
         self.phase = "reset"
         self.since: float | None = None
         self.plan: Any = None
+        self.failures = 0  # failed attempts in a row
         # A hand-guided arm (no leader): the hand moves the joints, `g` the motor-driven gripper.
         self.keys_gripper = twin.hardware.leader is None
         low, high = self.world.model.jnt_range[self.world.model.joint(self.world.scene.joints[-1]).id]
@@ -79,6 +83,11 @@ class ScriptedOperator:
         success = self.world.success()
         self.successes += success
         self.attempts += 1
+        self.failures = 0 if success else self.failures + 1
+        if self.failures >= GIVE_UP:
+            raise Evo1Error(f"the scripted person failed {GIVE_UP} attempts in a row (placements "
+                            f"{self.placement_seed - GIVE_UP}..{self.placement_seed - 1}): the arm does not follow "
+                            "its hand", field="--teleop")  # fmt: skip
         self.phase, self.since, self.plan = "reset", None, None
         return "s" if success else "d"
 

@@ -15,7 +15,8 @@ Where the target comes from:
 
 Episodes: a reset period (`reset_s`, or until `s`), then recording until `episode_s` or a key:
 `s`/space/enter save, `d` discard, `r` discard and record again at once, `q` save and quit. Each episode is
-written atomically; Ctrl-C (the arm is stopped by the safety layer) discards the one in progress only.
+written atomically; Ctrl-C (the arm is stopped by the safety layer) or a safety stop (the watchdog: the loop
+stalled) ends the recording and discards the episode in progress only.
 """
 
 from __future__ import annotations
@@ -320,14 +321,25 @@ def record_teleop(
     return summary
 
 
+def _stopped(robot: Any, summary: RecordingSummary) -> bool:
+    """Ctrl-C, or a safety stop (the arm is stopped and stays so): the recording ends, the episode in progress is
+    discarded."""
+    safety = robot.safety
+    if not safety.stop_requested and safety.stopped is None:
+        return False
+    summary.interrupted = True
+    if not safety.stop_requested:
+        summary.stopped = safety.stopped
+    return True
+
+
 def _reset_period(
     robot: Any, source: TeleopSource, keys: Keys, reset_s: float, period: float, summary: RecordingSummary, status: Any
 ) -> str | None:
     """Until `reset_s` passes or a key: the leader still drives the follower so the scene can be reset."""
     ticks = TickClock(period)
     while ticks.elapsed() < reset_s:
-        if robot.safety.stop_requested:
-            summary.interrupted = True
+        if _stopped(robot, summary):
             return None
         key = keys.poll()
         source.target(robot, key)
@@ -358,8 +370,7 @@ def _record_episode(
     ticks = TickClock(period)
     try:
         while ticks.elapsed() < episode_s:
-            if robot.safety.stop_requested:
-                summary.interrupted = True
+            if _stopped(robot, summary):
                 outcome = "discarded"
                 break
             state = robot.read_joints()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from evo1cli.commands.deploy import HELP
-from evo1cli.commands.output import console, print_json, progress
+from evo1cli.commands.output import console, err_console, print_json, progress
 from evo1cli.errors import Evo1Error
 
 if TYPE_CHECKING:
@@ -107,6 +107,9 @@ def collect(
         print_json({"out": str(out), **about, **vars(result)})
     else:
         console.print(f"wrote {result.kept} episodes ({result.frames} frames) to {out}; {dropped}")
+    if result.stopped:
+        err_console.print(f"safety stop ({result.stopped}): the arm was stopped; the episodes saved before are kept")
+        raise typer.Exit(2)
     if result.interrupted:
         raise typer.Exit(130)
 
