@@ -82,6 +82,18 @@ def test_cli_bad_input_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_a_checkpoint_that_does_not_fit_the_scene_is_refused_in_one_line(tmp_path):
+    made = run_cli("model", "init", "--preset", "tiny", "--state-dim", 4, "--action-dim", 4, "--out", "ck",
+                   tmp=tmp_path, timeout=300)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    result = run_cli("deploy", "so100", "--sim", "-c", "ck", "--out", "runs/d", tmp=tmp_path, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --checkpoint: the checkpoint's state has [4] dims, the so100 has 6 joints"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
 def test_without_mujoco_the_line_names_the_extra(tmp_path):
     code = "import sys; sys.modules['mujoco'] = None\nfrom evo1cli.commands import main\nmain()"
     args = ["collect", "--robot", "so100", "--sim", "--teleop", "scripted", "--out", str(tmp_path / "d")]
