@@ -31,6 +31,7 @@ import numpy as np
 
 from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, mujoco_module, package_dir
 
+CUBE_YAW = math.radians(10)  # the cube is set down square to the table's edge, give or take 10 degrees
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 CUBE_HALF = 0.014  # a 2.8 cm cube
 CUBE_MASS = 0.022
@@ -175,7 +176,7 @@ class CubeContainer(Scene):
         data.qpos[qpos] = self.home
         data.ctrl[ctrl] = self.home
         (x0, x1), (y0, y1) = CUBE_REGION
-        x, y, yaw = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(-math.pi / 4, math.pi / 4)
+        x, y, yaw = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(-CUBE_YAW, CUBE_YAW)
         data.qpos[cube : cube + 7] = [x, y, CUBE_HALF, math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
         mj.mj_forward(model, data)
         return Placement(seed=seed, cube=(float(x), float(y), CUBE_HALF, float(yaw)), container=(*CONTAINER, 0.0))

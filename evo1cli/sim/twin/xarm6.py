@@ -24,6 +24,7 @@ import numpy as np
 from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, mujoco_module
 from evo1cli.sim.twin.xarm6_kinematics import XARM6_MDH
 
+CUBE_YAW = math.radians(10)  # the cube is set down square to the table's edge, give or take 10 degrees
 ARM_JOINTS = ("j1", "j2", "j3", "j4", "j5", "j6")
 GRIPPER_JOINT = "finger_left"
 # UFACTORY's joint ranges (degrees).
@@ -277,7 +278,7 @@ class CubeBowl(Scene):
         data.ctrl[ctrl] = self.home
         rng = np.random.default_rng(seed)
         x, y = rng.uniform(*CUBE_REGION[0]), rng.uniform(*CUBE_REGION[1])
-        yaw = rng.uniform(-math.pi / 4, math.pi / 4)
+        yaw = rng.uniform(-CUBE_YAW, CUBE_YAW)
         data.qpos[cube : cube + 7] = [x, y, CUBE_HALF + 0.0005, *_yaw_quat(yaw)]
         mujoco.mj_forward(model, data)
         return Placement(seed=seed, cube=(float(x), float(y), CUBE_HALF, float(yaw)), container=tuple(BOWL_POS))
