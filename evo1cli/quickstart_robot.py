@@ -167,7 +167,11 @@ def collect_demonstrations(
             progress("collect", have + kept, chosen.demonstrations)
 
     options = TeleopOptions(missing, scene.episode_s + 10, 5.0, "scripted", seed=next_seed)
-    collect_teleop(config, scene.instruction, chosen.data, options, say=say, status=status)
+    summary = collect_teleop(config, scene.instruction, chosen.data, options, say=say, status=status)
+    if summary.interrupted:  # never train on a collection cut short: run again to append the rest
+        why = f"safety stop ({summary.stopped})" if summary.stopped else "Ctrl-C"
+        raise Evo1Error(f"collection ended by {why} after {have + summary.kept} of {chosen.demonstrations} "
+                        "demonstrations (kept): run again to append the rest", path=chosen.data)  # fmt: skip
 
 
 def robot_quickstart(

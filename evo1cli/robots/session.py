@@ -32,6 +32,7 @@ from evo1cli.robots.fakes.twins import Twin, camera_opener, close_twin, is_twin,
 from evo1cli.robots.safety import SafetyLayer
 
 TWIN_MAX_AGE_S = 1.0  # the oldest frame a twin camera may deliver (a real camera's limit is max_age_s)
+TWIN_WATCHDOG_S = 2.0  # the watchdog's patience on a twin (a real arm's is watchdog_s)
 FAKE_SWEEP_S = 3.0  # a simulated arm's hand sweeps every joint through its range within this long
 
 
@@ -215,7 +216,7 @@ def load_robot(
 
 def _on_twin(config: RobotConfig) -> RobotConfig:
     """`config` with each camera showing the twin camera of its name (unless its device names one already),
-    its frames allowed up to TWIN_MAX_AGE_S old."""
+    its frames allowed up to TWIN_MAX_AGE_S old, and the watchdog waiting at least TWIN_WATCHDOG_S."""
     from evo1cli.robots.fakes.twins import SCHEME
     from evo1cli.sim.twin import open_scene
 
@@ -234,4 +235,6 @@ def _on_twin(config: RobotConfig) -> RobotConfig:
             )
         # A twin frame that is late because the simulator shares the CPU is no camera fault: allow a second.
         cameras.append(dataclasses.replace(camera, device=device, max_age_s=max(camera.max_age_s, TWIN_MAX_AGE_S)))
-    return dataclasses.replace(config, cameras=tuple(cameras))
+    # Nor is a loop stalled by the simulator, the renderer and training sharing two cores a lost controller.
+    watchdog = max(config.watchdog_s, TWIN_WATCHDOG_S)
+    return dataclasses.replace(config, cameras=tuple(cameras), watchdog_s=watchdog)
