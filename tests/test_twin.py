@@ -242,3 +242,46 @@ def test_calibrating_the_twin_recovers_its_calibration(tmp_path):
     assert {k: (v["id"], v["homing_offset"], v["range_min"], v["range_max"]) for k, v in written.items()} == {
         k: tuple(v) for k, v in TWIN_CALIBRATION.items()
     }
+
+
+# ------------------------------------------------------------------------------------------------ what it catches
+POLICY = Path(__file__).parent / "fixtures" / "so100_twin_policy"  # trained by `evo1 quickstart --robot so100`
+SENSITIVITY_EPISODES = 4
+
+
+@pytest.fixture(scope="module")
+def sensitivity(tmp_path_factory):
+    """The twin-trained SO-100 policy deployed as trained, with its two cameras swapped between the view
+    slots, and with both cameras' colour channels reversed (RGB delivered where BGR is expected)."""
+    tmp = tmp_path_factory.mktemp("sensitivity")
+    size = [a for c in CAMERAS["so100"] for k in ("width", "height") for a in ("--set", f"cameras.{c}.{k}=112")]
+    faults = {
+        "as trained": [],
+        "swapped": ["--set", "cameras.front.device=twin://wrist", "--set", "cameras.wrist.device=twin://front"],
+        "reversed": ["--set", "cameras.front.device=twin://front?channels=rgb",
+                     "--set", "cameras.wrist.device=twin://wrist?channels=rgb"],
+    }  # fmt: skip
+    reports = {}
+    for name, sets in faults.items():
+        result = run_cli("deploy", "so100", "--sim", "-c", POLICY, "--episodes", SENSITIVITY_EPISODES,
+                         "--action-steps", 8, *size, *sets, "--out", f"runs/{name}", "--json", tmp=tmp)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports[name] = json.loads(result.stdout)
+    return reports
+
+
+@pytest.mark.slow
+def test_deploy_says_when_cameras_are_swapped_or_colours_reversed(sensitivity):
+    assert sensitivity["as trained"]["view_warnings"] == []
+    assert [v["match"] for v in sensitivity["as trained"]["views"]] == ["ok", "ok"]
+    swapped = sensitivity["swapped"]
+    assert [(v["match"], v["looks_like"]) for v in swapped["views"]] == [("swapped", 1), ("swapped", 0)]
+    assert "camera 'front' looks like the policy's wrist view: cameras swapped?" in swapped["view_warnings"]
+    assert [v["match"] for v in sensitivity["reversed"]["views"]] == ["colours reversed"] * 2
+
+
+@pytest.mark.slow
+def test_a_twin_trained_policy_loses_its_success_with_swapped_cameras_or_reversed_colours(sensitivity):
+    rates = {name: report["success_rate"] for name, report in sensitivity.items()}
+    assert rates["as trained"] >= 0.5, rates
+    assert rates["swapped"] <= rates["as trained"] / 2 and rates["reversed"] <= rates["as trained"] / 2, rates

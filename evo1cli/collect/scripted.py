@@ -28,6 +28,7 @@ from evo1cli.errors import Evo1Error
 SETTLE_S = 0.6  # after the trajectory ends, before judging the attempt
 GIVE_UP = 5  # failed attempts in a row after which the person stops (something is wrong with the setup)
 RESET_S = 0.5  # the hand rests at home this long after the scene is reset
+FRESH_FRAMES = 3  # ... and until the cameras delivered this many frames since (saving and planning stall them)
 
 
 class ScriptedOperator:
@@ -47,6 +48,7 @@ class ScriptedOperator:
         self.since: float | None = None
         self.plan: Any = None
         self.failures = 0  # failed attempts in a row
+        self.fresh = 0  # the camera frame count that recording waits for
         # A hand-guided arm (no leader): the hand moves the joints, `g` the motor-driven gripper.
         self.keys_gripper = twin.hardware.leader is None
         low, high = self.world.model.jnt_range[self.world.model.joint(self.world.scene.joints[-1]).id]
@@ -66,8 +68,8 @@ class ScriptedOperator:
                 self.world.reset(self.placement_seed)
                 with self.pause():
                     self.plan = self.world.plan(self.rng)
-                self.since = self.clock()
-            elif now - self.since >= RESET_S:
+                self.since, self.fresh = self.clock(), self.world.rendered + FRESH_FRAMES
+            elif now - self.since >= RESET_S and self.world.rendered >= self.fresh:
                 self.phase = "record"
                 self.twin.hardware.guide(self.plan, None)
                 self.since = now

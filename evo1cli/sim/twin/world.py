@@ -63,6 +63,7 @@ class TwinWorld:
         self._ready = threading.Event()
         self._error: Evo1Error | None = None
         self._thread: threading.Thread | None = None
+        self.rendered = 0  # frames rendered so far (per camera)
 
     # -------------------------------------------------------------------------------------------- physics
     def sync(self) -> None:
@@ -162,6 +163,7 @@ class TwinWorld:
                     frames[name] = (renderer.render().copy(), index)
                 with self._new_frame:
                     self._frames.update(frames)
+                    self.rendered = index + 1
                     self._new_frame.notify_all()
                 self._ready.set()
                 index += 1
