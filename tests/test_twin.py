@@ -245,25 +245,27 @@ def test_calibrating_the_twin_recovers_its_calibration(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ what it catches
-POLICY = Path(__file__).parent / "fixtures" / "so100_twin_policy"  # trained by `evo1 quickstart --robot so100`
+SENSITIVE = "xarm6"  # the robot whose twin-trained policy tests/fixtures holds
+POLICY = Path(__file__).parent / "fixtures" / f"{SENSITIVE}_twin_policy"  # from `evo1 quickstart --robot xarm6`
 SENSITIVITY_EPISODES = 4
 
 
 @pytest.fixture(scope="module")
 def sensitivity(tmp_path_factory):
-    """The twin-trained SO-100 policy deployed as trained, with its two cameras swapped between the view
-    slots, and with both cameras' colour channels reversed (RGB delivered where BGR is expected)."""
+    """The twin-trained policy deployed as trained, with its two cameras swapped between the view slots, and
+    with both cameras' colour channels reversed (RGB delivered where BGR is expected)."""
     tmp = tmp_path_factory.mktemp("sensitivity")
-    size = [a for c in CAMERAS["so100"] for k in ("width", "height") for a in ("--set", f"cameras.{c}.{k}=112")]
+    a, b = CAMERAS[SENSITIVE]
+    size = [x for c in (a, b) for k in ("width", "height") for x in ("--set", f"cameras.{c}.{k}=112")]
     faults = {
         "as trained": [],
-        "swapped": ["--set", "cameras.front.device=twin://wrist", "--set", "cameras.wrist.device=twin://front"],
-        "reversed": ["--set", "cameras.front.device=twin://front?channels=rgb",
-                     "--set", "cameras.wrist.device=twin://wrist?channels=rgb"],
+        "swapped": ["--set", f"cameras.{a}.device=twin://{b}", "--set", f"cameras.{b}.device=twin://{a}"],
+        "reversed": ["--set", f"cameras.{a}.device=twin://{a}?channels=rgb",
+                     "--set", f"cameras.{b}.device=twin://{b}?channels=rgb"],
     }  # fmt: skip
     reports = {}
     for name, sets in faults.items():
-        result = run_cli("deploy", "so100", "--sim", "-c", POLICY, "--episodes", SENSITIVITY_EPISODES,
+        result = run_cli("deploy", SENSITIVE, "--sim", "-c", POLICY, "--episodes", SENSITIVITY_EPISODES,
                          "--action-steps", 8, *size, *sets, "--out", f"runs/{name}", "--json", tmp=tmp)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         reports[name] = json.loads(result.stdout)
@@ -276,7 +278,8 @@ def test_deploy_says_when_cameras_are_swapped_or_colours_reversed(sensitivity):
     assert [v["match"] for v in sensitivity["as trained"]["views"]] == ["ok", "ok"]
     swapped = sensitivity["swapped"]
     assert [(v["match"], v["looks_like"]) for v in swapped["views"]] == [("swapped", 1), ("swapped", 0)]
-    assert "camera 'front' looks like the policy's wrist view: cameras swapped?" in swapped["view_warnings"]
+    a, b = CAMERAS[SENSITIVE]
+    assert f"camera '{a}' looks like the policy's {b} view: cameras swapped?" in swapped["view_warnings"]
     assert [v["match"] for v in sensitivity["reversed"]["views"]] == ["colours reversed"] * 2
 
 
