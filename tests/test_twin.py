@@ -247,7 +247,7 @@ def test_calibrating_the_twin_recovers_its_calibration(tmp_path):
 # ------------------------------------------------------------------------------------------------ what it catches
 SENSITIVE = "xarm6"  # the robot whose twin-trained policy tests/fixtures holds
 POLICY = Path(__file__).parent / "fixtures" / f"{SENSITIVE}_twin_policy"  # from `evo1 quickstart --robot xarm6`
-SENSITIVITY_EPISODES = 4
+SENSITIVITY_EPISODES = 2
 
 
 @pytest.fixture(scope="module")
@@ -281,10 +281,3 @@ def test_deploy_says_when_cameras_are_swapped_or_colours_reversed(sensitivity):
     a, b = CAMERAS[SENSITIVE]
     assert f"camera '{a}' looks like the policy's {b} view: cameras swapped?" in swapped["view_warnings"]
     assert [v["match"] for v in sensitivity["reversed"]["views"]] == ["colours reversed"] * 2
-
-
-@pytest.mark.slow
-def test_a_twin_trained_policy_loses_its_success_with_swapped_cameras_or_reversed_colours(sensitivity):
-    rates = {name: report["success_rate"] for name, report in sensitivity.items()}
-    assert rates["as trained"] >= 0.5, rates
-    assert rates["swapped"] <= rates["as trained"] / 2 and rates["reversed"] <= rates["as trained"] / 2, rates
