@@ -80,15 +80,30 @@ class QuickstartReport:
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time per phase, all processes
 
 
-def default_recipe(name: str) -> Path:
-    """`--suite NAME`'s recipe: `recipes/<file>` here if it exists, else the copy in this checkout."""
-    if name not in RECIPES:
-        raise Evo1Error(f"must be one of {', '.join(RECIPES)}, got {name!r}", field="--suite")
-    local = Path("recipes") / RECIPES[name]
+def default_recipe(name: str, recipes: dict[str, str] = RECIPES, option: str = "--suite") -> Path:
+    """`--suite NAME`'s recipe (or another option's, from its `recipes` table): `recipes/<file>` here if it
+    exists, else the copy in this checkout."""
+    if name not in recipes:
+        raise Evo1Error(f"must be one of {', '.join(recipes)}, got {name!r}", field=option)
+    local = Path("recipes") / recipes[name]
     if local.is_file():
         return local
-    bundled = Path(__file__).resolve().parent.parent / "recipes" / RECIPES[name]
+    bundled = Path(__file__).resolve().parent.parent / "recipes" / recipes[name]
     return bundled if bundled.is_file() else local
+
+
+def one_dataset_recipe(
+    recipe_path: Path, overrides: list[str], out: Path | None, data: Path | None
+) -> tuple[Recipe, Path]:
+    """A quickstart's recipe, which trains on exactly one dataset, with `out` and `data` (if given) replacing
+    its output and that dataset's path: (recipe, dataset path)."""
+    recipe = load_recipe(recipe_path, overrides, check_paths=False)
+    if len(recipe.data.groups) != 1:
+        raise Evo1Error("the quickstart trains on exactly one dataset", path=recipe_path, field="data.groups")
+    group = recipe.data.groups[0]
+    out, data = out or recipe.output, data or group.path
+    key = f"data.groups.{group.embodiment}.{group.dataset}.path"
+    return load_recipe(recipe_path, [*overrides, f"output={out}", f"{key}={data}"], check_paths=False), data
 
 
 def plan(
@@ -100,13 +115,7 @@ def plan(
     eval_episodes: int | None = None,
 ) -> QuickstartPlan:
     """The recipe's plan; `out`, `data`, `episodes` (demonstrations) and `eval_episodes` replace its own."""
-    recipe = load_recipe(recipe_path, overrides, check_paths=False)
-    if len(recipe.data.groups) != 1:
-        raise Evo1Error("the quickstart trains on exactly one dataset", path=recipe_path, field="data.groups")
-    group = recipe.data.groups[0]
-    out, data = out or recipe.output, data or group.path
-    key = f"data.groups.{group.embodiment}.{group.dataset}.path"
-    recipe = load_recipe(recipe_path, [*overrides, f"output={out}", f"{key}={data}"], check_paths=False)
+    recipe, data = one_dataset_recipe(recipe_path, overrides, out, data)
     tasks, protocol = evaluation_protocol(recipe, eval_episodes)
     if episodes is None:
         if recipe.collect is None:

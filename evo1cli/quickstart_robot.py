@@ -23,12 +23,13 @@ from evo1cli.data.format import load_meta
 from evo1cli.deploy.episodes import report, run_twin_episodes, view_check
 from evo1cli.deploy.rollout import INFERENCE, Execution
 from evo1cli.errors import Evo1Error
-from evo1cli.quickstart import PhaseClock
+from evo1cli.quickstart import PhaseClock, one_dataset_recipe
+from evo1cli.quickstart import default_recipe as quickstart_recipe
 from evo1cli.robots.session import RobotSession, load_robot
 from evo1cli.runtime.policy import open_checkpoint
 from evo1cli.sim.twin import open_scene
 from evo1cli.sim.twin.scene import COLLECT_SEED_BLOCK
-from evo1cli.train.recipe import Recipe, load_recipe
+from evo1cli.train.recipe import Recipe
 from evo1cli.train.trainer import Listener, train
 
 RECIPES = {"so100": "so100-twin.yaml", "xarm6": "xarm6-twin.yaml"}
@@ -78,11 +79,7 @@ class TwinQuickstartReport:
 
 
 def default_recipe(robot: str) -> Path:
-    if robot not in RECIPES:
-        raise Evo1Error(f"must be one of {', '.join(RECIPES)}, got {robot!r}", field="--robot")
-    local = Path("recipes") / RECIPES[robot]
-    bundled = Path(__file__).resolve().parent.parent / "recipes" / RECIPES[robot]
-    return local if local.is_file() or not bundled.is_file() else bundled
+    return quickstart_recipe(robot, RECIPES, "--robot")
 
 
 def plan(
@@ -94,13 +91,7 @@ def plan(
     episodes: int | None = None,
     eval_episodes: int | None = None,
 ) -> TwinPlan:
-    recipe = load_recipe(recipe_path, overrides, check_paths=False)
-    if len(recipe.data.groups) != 1:
-        raise Evo1Error("the quickstart trains on exactly one dataset", path=recipe_path, field="data.groups")
-    group = recipe.data.groups[0]
-    key = f"data.groups.{group.embodiment}.{group.dataset}.path"
-    out, data = out or recipe.output, data or group.path
-    recipe = load_recipe(recipe_path, [*overrides, f"output={out}", f"{key}={data}"], check_paths=False)
+    recipe, data = one_dataset_recipe(recipe_path, overrides, out, data)
     evaluation = recipe.evaluation
     if evaluation is None or evaluation.suite != "twin":
         raise Evo1Error("a robot quickstart deploys in the twin: evaluation.suite must be twin", path=recipe_path,
