@@ -142,6 +142,17 @@ def test_dry_run_sends_nothing_but_checks_everything():
     assert cadence.queries >= 2 and cadence.interventions == {"max_step": min(cadence.ticks, 16)}
 
 
+def test_each_rollout_reports_only_its_own_safety_interventions():
+    turn = np.array([50.0, 0, 0, 0, 0, 0, 0])  # 17 ticks of rate limiting, then the arm is there
+    with RobotSession(xarm()) as robot:
+        policy = Fn(lambda im, s, p: np.tile(s + turn, (5, 1)))
+        first = run_rollout(robot, policy, "wave", Execution(3), max_seconds=0.3)
+        second = run_rollout(robot, policy, "wave", Execution(3), max_seconds=0.3)
+        total = robot.safety.counts["max_step"]
+    assert first.interventions["max_step"] > 0 and second.interventions["max_step"] > 0
+    assert first.interventions["max_step"] + second.interventions["max_step"] == total  # not counted twice
+
+
 def test_a_stalled_policy_trips_the_watchdog_and_ends_the_loop():
     def stalls(images, state, prompt):
         time.sleep(0.8)

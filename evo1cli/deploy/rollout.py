@@ -167,6 +167,7 @@ class _Rollout:
             clock=clock,
         )
         self.cadence = Cadence(config.control_hz, execution.inference)
+        self.counts_before = dict(self.safety.counts)  # a session's safety counts run on across rollouts
         self.switched = False  # the next measured step is the first of a new chunk
 
     def run(self, max_seconds: float, max_ticks: int | None) -> Cadence:
@@ -223,7 +224,8 @@ class _Rollout:
     def _end(self) -> Cadence:
         cadence, broker = self.cadence, self.broker
         self._stopping()
-        cadence.interventions = {k: v for k, v in self.safety.counts.items() if v}
+        counts = {k: v - self.counts_before.get(k, 0) for k, v in self.safety.counts.items()}
+        cadence.interventions = {k: v for k, v in counts.items() if v}  # this rollout's own
         cadence.queries, cadence.waits, cadence.lead = broker.queries, broker.waits, broker.lead
         cadence.infer_s, cadence.query_s, cadence.held_s = broker.infer_s, broker.query_s, broker.held_s
         cadence.skipped, cadence.dropped = broker.queue.skipped, broker.queue.dropped
