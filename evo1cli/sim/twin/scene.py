@@ -30,6 +30,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 SIM_EXTRA = "pip install 'evo1cli[sim]'"
 COLLECT_SEED_BLOCK = 1_000_000  # deploy's placements start this far past collection's, so they never meet
+AIM_MISS_M = 0.03  # the scripted person's first aim over the cube misses it by up to this much, then corrects
+
+
+def aim_miss(rng: np.random.Generator) -> np.ndarray:
+    """A horizontal miss (x, y, 0) in metres, uniform over a disc of radius AIM_MISS_M."""
+    angle, radius = rng.uniform(0, 2 * np.pi), AIM_MISS_M * np.sqrt(rng.uniform(0, 1))
+    return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
 
 
 NO_GL = (

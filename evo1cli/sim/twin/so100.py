@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, mujoco_module, package_dir
+from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, aim_miss, mujoco_module, package_dir
 
 CUBE_YAW = math.radians(10)  # the cube is set down square to the table's edge, give or take 10 degrees
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -297,9 +297,12 @@ class _Planner:
             return q_new
 
         seed = np.array([-math.atan2(cube[1], cube[0] - 0.039), -0.2, 0.2, 1.0, 0.0, GRIPPER_OPEN])
-        q = self.ik(seed, hover, yaw, tilt)
+        # A person aims roughly, then corrects over the cube before going down: the demonstrations show how
+        # to recover from the misses a policy makes (states off the ideal path, and the way back from them).
+        q = self.ik(seed, hover + aim_miss(rng), yaw, tilt)
         q[5] = GRIPPER_OPEN
-        q = go(q, pause=rng.uniform(0.1, 0.4))
+        q = go(q, pause=rng.uniform(0.1, 0.3))
+        q = go(self.ik(q, hover, yaw, tilt), pause=rng.uniform(0.05, 0.2), speed=0.5)
         for f in (0.5, 1.0):
             q = go(self.ik(q, hover + f * (grasp - hover), yaw, tilt), speed=0.4)
         q = go(q, pause=rng.uniform(0.1, 0.3))

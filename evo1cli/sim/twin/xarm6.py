@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, mujoco_module
+from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, aim_miss, mujoco_module
 from evo1cli.sim.twin.xarm6_kinematics import XARM6_MDH
 
 CUBE_YAW = math.radians(10)  # the cube is set down square to the table's edge, give or take 10 degrees
@@ -356,9 +356,14 @@ class CubeBowl(Scene):
 
         pause(0.2, 0.6)
         top = grasp + np.array([0, 0, above])
-        q = solver.solve(top, close_dir, q)
+        # A person aims roughly, then corrects over the cube before going down: the demonstrations show how
+        # to recover from the misses a policy makes (states off the ideal path, and the way back from them).
+        q = solver.solve(top + aim_miss(rng), close_dir, q)
         move(q, opened_approach, min_s=0.8)
-        pause(0.1, 0.4)
+        pause(0.1, 0.3)
+        q = solver.solve(top, close_dir, q)
+        move(q, opened_approach, min_s=0.4)
+        pause(0.05, 0.2)
         line(top, grasp, close_dir, opened_approach, 6)
         pause(0.1, 0.3)
         move(q, closed, min_s=0.6)
