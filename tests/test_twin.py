@@ -168,6 +168,30 @@ def test_a_recipe_in_another_joint_order_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_keyboard_teleoperation_jogs_the_twin_and_records_the_placement(tmp_path):
+    """`--teleop keyboard` on a twin: the jogged joint moves the simulated arm (its measured state follows the
+    recorded action), and the episode line records the placement of the attempt's seed and its success."""
+    from fake_events import ScriptedKeys
+
+    from evo1cli.collect.teleop import TeleopOptions, collect_teleop
+    from evo1cli.data.reader import read_episode
+
+    config = load_robot("xarm6", None, small("xarm6")[1::2], sim=True)
+    # reset period: pick joint 1, start recording; then 20 presses of + (1.5 deg each), and save and quit
+    keys = ScriptedKeys({1: "1", 2: "s", **{t: "+" for t in range(4, 24)}, 40: "q"})
+    summary = collect_teleop(config, "jog", tmp_path / "ds", TeleopOptions(1, 10.0, 5.0, "keyboard", seed=7),
+                             say=lambda line: None, keys=keys)  # fmt: skip
+    assert summary.kept == 1 and not summary.interrupted
+    meta = load_meta(tmp_path / "ds")
+    (line,) = meta.episodes
+    assert line.extra["seed"] == 7 and line.extra["success"] is False and line.extra["scene"] == "xarm6-cube-bowl"
+    table = read_episode(meta, 0)
+    moved = table.action[-1, 0] - table.action[0, 0]
+    assert moved == pytest.approx(20 * 1.5, abs=1e-6)
+    np.testing.assert_allclose(table.state[-1, 0] - table.state[0, 0], moved, atol=1.0)  # the twin's arm went there
+    np.testing.assert_allclose(table.action[:, 1:6], np.tile(table.action[0, 1:6], (len(table.action), 1)))
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module", params=["so100", "xarm6"])
 def quickstart_run(request, tmp_path_factory):

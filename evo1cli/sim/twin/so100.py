@@ -31,6 +31,7 @@ import numpy as np
 
 from evo1cli.sim.twin.scene import Placement, Scene, Trajectory, aim_miss, mujoco_module, package_dir
 
+APPROACH_HEIGHT = 0.065  # m: the scripted person's hover over the grasp point before going down
 CUBE_YAW = math.radians(10)  # the cube is set down square to the table's edge, give or take 10 degrees
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 CUBE_HALF = 0.014  # a 2.8 cm cube
@@ -280,7 +281,7 @@ class _Planner:
         q[5] = GRIPPER_OPEN
         yaw = self.jaw_yaw() + rng.normal(0, 0.04)
         grasp = cube + np.array([rng.normal(0, 0.002), rng.normal(0, 0.002), 0.004 + rng.uniform(-0.002, 0.002)])
-        hover = grasp + np.array([0, 0, rng.uniform(0.05, 0.08)])
+        hover = grasp + np.array([0, 0, APPROACH_HEIGHT])  # one height: consistent demonstrations are learned faster
         tilt = rng.uniform(0.3, 0.4)
         drop = np.array([CONTAINER[0] + rng.normal(0, 0.006), CONTAINER[1] + rng.normal(0, 0.006), 0.0])
         carry_h = rng.uniform(0.07, 0.09)
@@ -305,7 +306,7 @@ class _Planner:
         q = go(self.ik(q, hover, yaw, tilt), pause=rng.uniform(0.05, 0.2), speed=0.5)
         for f in (0.5, 1.0):
             q = go(self.ik(q, hover + f * (grasp - hover), yaw, tilt), speed=0.4)
-        q = go(q, pause=rng.uniform(0.1, 0.3))
+        q = go(q, pause=rng.uniform(0.3, 0.5))  # down, and still, before closing
         q[5] = GRIPPER_CLOSED
         q = go(q, pause=rng.uniform(0.4, 0.6), speed=0.5)
         events["grasp"] = len(points) - 1

@@ -34,6 +34,7 @@ FINGER_OPEN = 0.0425  # m per finger: 85 mm between the pads
 TCP_OFFSET = 0.172  # m from the flange to the point between the pad centres (the xArm Gripper's TCP offset)
 
 CUBE_HALF = 0.018  # a 36 mm cube
+APPROACH_HEIGHT = 0.10  # m: the scripted person's hover over the grasp point before going down
 CUBE_REGION = ((0.28, 0.48), (-0.02, 0.23))  # x, y ranges of the cube's centre (20 x 25 cm), metres
 BOWL_POS = (0.38, -0.20, 0.0)  # the bowl's centre on the table
 BOWL_INNER_R = 0.07
@@ -320,7 +321,7 @@ class CubeBowl(Scene):
         grip_z = cube[2] + rng.uniform(-0.004, 0.004)
         grasp = cube + np.array([*rng.normal(0.0, 0.003, 2), 0.0])
         grasp[2] = grip_z
-        above = rng.uniform(0.08, 0.14)
+        above = APPROACH_HEIGHT  # one height to go down from: consistent demonstrations are learned faster
         lift = rng.uniform(0.12, 0.18)
         bowl = np.array(BOWL_POS) + np.array([*rng.normal(0.0, 0.008, 2), 0.0])
         release_z = BOWL_FLOOR + CUBE_HALF + rng.uniform(0.02, 0.04)
@@ -365,7 +366,7 @@ class CubeBowl(Scene):
         move(q, opened_approach, min_s=0.4)
         pause(0.05, 0.2)
         line(top, grasp, close_dir, opened_approach, 6)
-        pause(0.1, 0.3)
+        pause(0.3, 0.5)  # down, and still, before closing
         move(q, closed, min_s=0.6)
         events["grasp"] = times[-1]
         pause(0.2, 0.4)
