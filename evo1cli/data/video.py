@@ -41,8 +41,27 @@ def _av() -> Any:
     return av
 
 
+@contextlib.contextmanager
+def keep_scheduling() -> Any:
+    """Undo what the encoder does to the calling thread's scheduling.
+
+    libsvtav1 run as root switches the thread that opens or feeds it to real-time scheduling (SCHED_FIFO,
+    priority 99), and every thread started from it afterwards inherits that: a teleoperation or policy loop, or a
+    simulator, would then starve everything else on the machine (seen as the twin's renderer stalling after the
+    first saved episode). The thread's own policy and priority are put back after each call."""
+    if not hasattr(os, "sched_getscheduler"):  # not Linux: nothing to undo
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy or os.sched_getparam(0) != param:
+            os.sched_setscheduler(0, policy, param)
+
+
 class VideoWriter:
-    """Streams RGB uint8 frames (H, W, 3) into an mp4 at `path`."""
+    """Streams RGB uint8 frames (H, W, 3) into an mp4 at `path` (the calling thread's scheduling kept)."""
 
     def __init__(self, path: str | Path, fps: int, width: int, height: int, codec: str = CODEC, crf: int = CRF):
         av = _av()
@@ -51,21 +70,24 @@ class VideoWriter:
         self.shape = (height, width, 3)
         self.frames = 0
         options = {"g": str(GOP), "crf": str(crf)} if codec == CODEC else {"g": str(GOP)}
-        self._container = av.open(str(self.path), "w")
-        self._stream = self._container.add_stream(codec, int(fps), options=options)
-        self._stream.pix_fmt = PIX_FMT
-        self._stream.width, self._stream.height = width, height
+        with keep_scheduling():
+            self._container = av.open(str(self.path), "w")
+            self._stream = self._container.add_stream(codec, int(fps), options=options)
+            self._stream.pix_fmt = PIX_FMT
+            self._stream.width, self._stream.height = width, height
 
     def add(self, frame: np.ndarray) -> None:
         if frame.shape != self.shape or frame.dtype != np.uint8:
             raise Evo1Error(f"expected a {self.shape} uint8 frame, got {frame.shape} {frame.dtype}", path=self.path)
         video_frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        self._container.mux(self._stream.encode(video_frame))
+        with keep_scheduling():
+            self._container.mux(self._stream.encode(video_frame))
         self.frames += 1
 
     def close(self) -> None:
-        self._container.mux(self._stream.encode())
-        self._container.close()
+        with keep_scheduling():
+            self._container.mux(self._stream.encode())
+            self._container.close()
 
 
 @dataclass
