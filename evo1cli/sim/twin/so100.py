@@ -281,7 +281,7 @@ class _Planner:
         q[5] = GRIPPER_OPEN
         yaw = self.jaw_yaw() + rng.normal(0, 0.04)
         grasp = cube + np.array([rng.normal(0, 0.002), rng.normal(0, 0.002), 0.004 + rng.uniform(-0.002, 0.002)])
-        hover = grasp + np.array([0, 0, APPROACH_HEIGHT])  # one height: consistent demonstrations are learned faster
+        hover = grasp + np.array([0, 0, APPROACH_HEIGHT])  # one height to go down from, every time
         tilt = rng.uniform(0.3, 0.4)
         drop = np.array([CONTAINER[0] + rng.normal(0, 0.006), CONTAINER[1] + rng.normal(0, 0.006), 0.0])
         carry_h = rng.uniform(0.07, 0.09)
@@ -298,9 +298,7 @@ class _Planner:
             return q_new
 
         seed = np.array([-math.atan2(cube[1], cube[0] - 0.039), -0.2, 0.2, 1.0, 0.0, GRIPPER_OPEN])
-        # A person aims roughly, then corrects over the cube before going down: the demonstrations show how
-        # to recover from the misses a policy makes (states off the ideal path, and the way back from them).
-        q = self.ik(seed, hover + aim_miss(rng), yaw, tilt)
+        q = self.ik(seed, hover + aim_miss(rng), yaw, tilt)  # a rough aim, corrected next
         q[5] = GRIPPER_OPEN
         q = go(q, pause=rng.uniform(0.1, 0.3))
         q = go(self.ik(q, hover, yaw, tilt), pause=rng.uniform(0.05, 0.2), speed=0.5)

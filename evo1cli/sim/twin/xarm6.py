@@ -321,7 +321,6 @@ class CubeBowl(Scene):
         grip_z = cube[2] + rng.uniform(-0.004, 0.004)
         grasp = cube + np.array([*rng.normal(0.0, 0.003, 2), 0.0])
         grasp[2] = grip_z
-        above = APPROACH_HEIGHT  # one height to go down from: consistent demonstrations are learned faster
         lift = rng.uniform(0.12, 0.18)
         bowl = np.array(BOWL_POS) + np.array([*rng.normal(0.0, 0.008, 2), 0.0])
         release_z = BOWL_FLOOR + CUBE_HALF + rng.uniform(0.02, 0.04)
@@ -356,10 +355,8 @@ class CubeBowl(Scene):
             return q
 
         pause(0.2, 0.6)
-        top = grasp + np.array([0, 0, above])
-        # A person aims roughly, then corrects over the cube before going down: the demonstrations show how
-        # to recover from the misses a policy makes (states off the ideal path, and the way back from them).
-        q = solver.solve(top + aim_miss(rng), close_dir, q)
+        top = grasp + np.array([0, 0, APPROACH_HEIGHT])  # one height to go down from, every time
+        q = solver.solve(top + aim_miss(rng), close_dir, q)  # a rough aim, corrected next
         move(q, opened_approach, min_s=0.8)
         pause(0.1, 0.3)
         q = solver.solve(top, close_dir, q)
