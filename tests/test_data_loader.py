@@ -77,6 +77,21 @@ def test_collate_makes_a_model_batch(dataset_dir):
     assert batch.action_is_pad[1].tolist() == [False, True, True, True, True]
 
 
+def test_state_noise_blurs_only_the_state_and_repeats_with_the_seed(dataset_dir):
+    clean = WindowDataset([DataSource(dataset_dir, "arm")], horizon=H, image_size=16)
+    noisy = WindowDataset([DataSource(dataset_dir, "arm")], horizon=H, image_size=16, state_noise=0.1)
+    deltas = []
+    for i in range(len(clean)):
+        a, b = clean[i], noisy[(i, 1000 + i)]
+        assert torch.equal(a["actions"], b["actions"]), "the targets stay those of the true state"
+        assert (b["state"][8:] == 0).all(), "padding stays zero"
+        deltas.append(b["state"][:8] - a["state"][:8])
+        assert torch.equal(b["state"], noisy[(i, 1000 + i)]["state"]), "the window's seed fixes its noise"
+    deltas = torch.stack(deltas)
+    assert 0.07 < float(deltas.std()) < 0.13 and abs(float(deltas.mean())) < 0.03
+    assert not torch.equal(noisy[(0, 1)]["state"], noisy[(0, 2)]["state"])
+
+
 @pytest.mark.slow
 def test_workers_return_the_same_windows(dataset_dir):
     ds = WindowDataset([DataSource(dataset_dir, "arm")], horizon=H, image_size=16)

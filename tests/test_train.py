@@ -153,6 +153,7 @@ BAD = [
     ({"model.preset": "huge"}, "model.preset", "unknown preset"),
     ({"model.horizon": 0}, "model.horizon", "must be >= 1"),
     ({"data.normalization": "minmax"}, "data.normalization", "must be one of"),
+    ({"data.state_noise": -0.1}, "data.state_noise", "must be >= 0"),
     ({"data.augmentation": "yes"}, "data.augmentation", "true or false"),
     ({"precision": "fp8"}, "precision", "must be one of"),
     ({"logging.every": 0}, "logging.every", "must be >= 1"),

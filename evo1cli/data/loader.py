@@ -169,6 +169,7 @@ class WindowDataset(Dataset):
         action_dim: int = MAX_DIM,
         clamp: bool = True,
         relative_actions: bool = False,
+        state_noise: float = 0.0,
     ):
         if not sources:
             raise Evo1Error("at least one dataset is needed", field="datasets")
@@ -177,6 +178,7 @@ class WindowDataset(Dataset):
         self.num_views = num_views
         self.augmentation = augmentation
         self.relative_actions = relative_actions
+        self.state_noise = state_noise
         self.state_norm = Normalizer(normalization, state_dim, clamp)
         self.action_norm = Normalizer(normalization, action_dim, clamp)
         self.stats = StatsTable()
@@ -200,6 +202,7 @@ class WindowDataset(Dataset):
         augment: bool,
         stats: StatsTable | None = None,
         cache_bytes: int = 256 * 2**20,
+        state_noise: float = 0.0,
     ) -> WindowDataset:
         """The windows a model with this config trains on: every model-side parameter is the config's."""
         return cls(
@@ -215,6 +218,7 @@ class WindowDataset(Dataset):
             action_dim=config.action_dim,
             clamp=config.normalization_clamp,
             relative_actions=config.relative_actions,
+            state_noise=state_noise,
         )
 
     def _load(self, spec: DataSource, stats: StatsTable | None) -> _Source:
@@ -270,11 +274,15 @@ class WindowDataset(Dataset):
             image_mask[v] = True
         action_mask = torch.zeros(self.action_norm.pad_to, dtype=torch.bool)
         action_mask[: source.norm.action.dim] = True
+        state = ep.state[t]
+        if self.state_noise:  # on the dataset's dims only; the targets stay those of the true state
+            noise = torch.randn(source.norm.state.dim, generator=generator, dtype=state.dtype) * self.state_noise
+            state = torch.cat([state[: len(noise)] + noise, state[len(noise) :]])
         return {
             "images": images,  # (V, 3, S, S) uint8
             "image_mask": image_mask,  # (V,)
             "prompt": ep.prompts[t],
-            "state": ep.state[t],  # (state_dim,)
+            "state": state,  # (state_dim,)
             "actions": actions,  # (H, action_dim)
             "action_mask": action_mask,  # (action_dim,)
             "action_is_pad": action_is_pad,  # (H,)

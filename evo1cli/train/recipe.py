@@ -78,6 +78,7 @@ class DataSettings:
     groups: tuple[DataSource, ...]  # one per (embodiment, dataset): the mix and its stats keys
     normalization: str = "bounds"
     augmentation: bool = True
+    state_noise: float = 0.0  # std of Gaussian noise on each training window's normalised state (0: none)
     num_workers: int = 2
     cache_mb: int = 256  # per-worker cache of resized frames
 
@@ -224,12 +225,14 @@ def _model(reader: _Reader, raw: Any) -> Evo1Config:
 
 def _data(reader: _Reader, raw: Any, check_paths: bool) -> DataSettings:
     data = reader.mapping(raw, "data")
-    reader.only(data, "data", {"groups", "normalization", "augmentation", "num_workers", "cache_mb"})
+    reader.only(data, "data", {"groups", "normalization", "augmentation", "state_noise", "num_workers", "cache_mb"})
     settings = {k: v for k, v in data.items() if k != "groups"}
     names = {f.name: f for f in fields(DataSettings)}
     values: dict[str, Any] = {k: reader.value(v, f"data.{k}", names[k].type) for k, v in settings.items()}
     if values.get("normalization", "bounds") not in NORMALIZATIONS:
         raise reader.error("data.normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
+    if values.get("state_noise", 0.0) < 0:
+        raise reader.error("data.state_noise", "must be >= 0")
     if values.get("num_workers", 0) < 0:
         raise reader.error("data.num_workers", "must be >= 0")
     groups = []

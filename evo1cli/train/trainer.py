@@ -159,7 +159,9 @@ def window_dataset(recipe: Recipe, config: Evo1Config | None = None, stats: Stat
     checkpoint's) are used where they have the key, the others are computed."""
     data = recipe.data
     config = config or recipe.model
-    return WindowDataset.from_config(data.groups, config, data.augmentation, stats, data.cache_mb * 2**20)
+    return WindowDataset.from_config(
+        data.groups, config, data.augmentation, stats, data.cache_mb * 2**20, state_noise=data.state_noise
+    )
 
 
 @dataclass
