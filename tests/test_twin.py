@@ -144,6 +144,26 @@ def test_fingerprints_tell_swapped_cameras_and_reversed_colours_apart():
     assert compare([None, trained[1]], [live(front), live(wrist)], names)[0]["match"] == "unknown"
 
 
+def test_two_views_of_one_table_are_judged_together():
+    """Each camera alone is ambiguous: the wrist camera (bowl in view more often than in training) is about as
+    far from either slot, or from its own colours reversed; the cameras together are not."""
+    table, blue, dark = (0.8, 0.6, 0.4), (0.1, 0.3, 0.8), (0.2, 0.2, 0.2)
+    env = np.empty((8, 8, 3))
+    env[:] = table
+    env[:2, :2] = blue  # the bowl in a corner
+    wrist = np.empty((8, 8, 3))
+    wrist[:] = table
+    wrist[5:, 1:3] = wrist[5:, 5:7] = dark  # the fingers
+    live_wrist = wrist.copy()
+    live_wrist[:3] = blue
+    trained, names = [env.tolist(), wrist.tolist()], ["image_1", "image_2"]
+    assert [v["match"] for v in compare(trained, [env, live_wrist], names)] == ["ok", "ok"]
+    swapped = compare(trained, [live_wrist, env], names)
+    assert [(v["match"], v["looks_like"]) for v in swapped] == [("swapped", 1), ("swapped", 0)]
+    reversed_ = compare(trained, [env[..., ::-1], live_wrist[..., ::-1]], names)
+    assert [v["match"] for v in reversed_] == ["colours reversed", "colours reversed"]
+
+
 # ------------------------------------------------------------------------------------------------ joint order
 def test_a_recipe_in_another_joint_order_is_refused_before_training(tmp_path):
     from evo1cli.collect.dataset import FrameSpec, Recorder, open_dataset

@@ -98,4 +98,39 @@ def compare(trained: Sequence[Any], live: Sequence[np.ndarray | None], names: Se
             "looks_like": slot if match == "swapped" else i,
             "distance": round(d_own, 4),
         })  # fmt: skip
+    _jointly(slots, live, findings)
     return findings
+
+
+def _jointly(slots: Sequence[np.ndarray | None], live: Sequence[np.ndarray | None], findings: list) -> None:
+    """The cameras taken together, for what each alone leaves ambiguous (two views of one table; a policy that
+    behaves differently shows its wrist camera other things than in training):
+    - all colours reversed when reversing every camera's channels explains them all much better than as they
+      are: sum d(reversed i, i) < MARGIN x sum d(i, i) (one driver delivers every camera);
+    - cameras i and j swapped when the crossed assignment explains both much better than the straight one:
+      d(i, j) + d(j, i) < MARGIN x (d(i, i) + d(j, j))."""
+
+    def distance(i: int, j: int, flip: bool = False) -> float | None:
+        view, slot = live[i] if i < len(live) else None, slots[j] if j < len(slots) else None
+        if view is None or slot is None or slot.shape != view.shape:
+            return None
+        return float(np.abs((view[..., ::-1] if flip else view) - slot).mean())
+
+    known = [i for i in range(len(findings)) if distance(i, i) is not None]
+    straight = sum(distance(i, i) or 0.0 for i in known)
+    flipped = sum(distance(i, i, flip=True) or 0.0 for i in known)
+    if len(known) > 1 and straight > len(known) * NOISE and flipped < MARGIN * straight:
+        for i in known:
+            findings[i].update(match="colours reversed", looks_like=i)
+        return
+    for i in range(len(findings)):
+        for j in range(i + 1, len(findings)):
+            if {findings[i]["match"], findings[j]["match"]} & {"colours reversed", "unknown"}:
+                continue
+            d = [distance(i, i), distance(j, j), distance(i, j), distance(j, i)]
+            if None in d:
+                continue
+            straight, crossed = d[0] + d[1], d[2] + d[3]
+            if straight > 2 * NOISE and crossed < MARGIN * straight:
+                findings[i].update(match="swapped", looks_like=j)
+                findings[j].update(match="swapped", looks_like=i)
