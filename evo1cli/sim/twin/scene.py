@@ -36,9 +36,9 @@ AIM_MISS_M = 0.03  # the scripted person's first aim over the cube misses it by 
 def aim_miss(rng: np.random.Generator) -> np.ndarray:
     """A horizontal miss (x, y, 0) in metres, uniform over a disc of radius AIM_MISS_M.
 
-    The scripted person's first aim over the cube misses by this much and is then corrected before going down,
-    as a person's is: the demonstrations then show the states a policy's own misses lead to, and the way back
-    from them (behaviour cloning's covariate shift)."""
+    The scripted person's first aim over the cube misses by this much and is then corrected (the SO-100's at
+    its hover, the xArm6's just above the cube), as a person's is: the demonstrations then show the states a
+    policy's own misses lead to, and the way back from them (behaviour cloning's covariate shift)."""
     angle, radius = rng.uniform(0, 2 * np.pi), AIM_MISS_M * np.sqrt(rng.uniform(0, 1))
     return np.array([radius * np.cos(angle), radius * np.sin(angle), 0.0])
 

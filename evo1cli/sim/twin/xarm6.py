@@ -3,7 +3,7 @@
 A UFACTORY xArm6 (its body tree generated from UFACTORY's modified-DH parameters, links as primitives) with a
 parallel gripper like the xArm Gripper (two fingers on slide joints, coupled, one force-limited position
 actuator, 85 mm maximum opening), standing on a table; a cube placed at random in front of it and a fixed bowl
-to its right. Cameras: `env` (fixed, in front of the table, to the side) and `wrist` (on the gripper, looking
+to its right. Cameras: `env` (fixed, across the table, facing the arm) and `wrist` (on the gripper, looking
 down the fingers), recorded as `image_1` and `image_2`.
 
 Units: the arm's joints in radians (the xArm's degrees converted), the gripper as one finger's opening in
@@ -35,6 +35,7 @@ TCP_OFFSET = 0.172  # m from the flange to the point between the pad centres (th
 
 CUBE_HALF = 0.018  # a 36 mm cube
 APPROACH_HEIGHT = 0.10  # m: the scripted person's hover over the grasp point before going down
+LOW_HOVER = 0.045  # m: the height over the grasp point where the aim is corrected (the pads clear the cube)
 CUBE_REGION = ((0.28, 0.48), (-0.02, 0.23))  # x, y ranges of the cube's centre (20 x 25 cm), metres
 BOWL_POS = (0.38, -0.20, 0.0)  # the bowl's centre on the table
 BOWL_INNER_R = 0.07
@@ -229,9 +230,10 @@ class CubeBowl(Scene):
                   pos=[r * math.cos(angle), r * math.sin(angle), BOWL_WALL_H / 2],
                   quat=_yaw_quat(angle), rgba=[0.12, 0.35, 0.8, 1])  # fmt: skip
 
-        # Environment camera: in front of the table, to the arm's left, looking at the workspace.
-        env_pos = np.array([1.0, 0.5, 0.75])
-        world.add_camera(name="env", pos=env_pos, xyaxes=_look_at(env_pos, [0.3, -0.03, 0.15], [0, 0, 1]), fovy=55)
+        # Environment camera: facing the arm from across the table, framed on the table's work area (the cube's
+        # region and the bowl fill its width, so the 36 mm cube spans ~6 px of a 112 px image).
+        env_pos = np.array([0.95, 0.0, 0.75])
+        world.add_camera(name="env", pos=env_pos, xyaxes=_look_at(env_pos, [0.36, 0.0, 0.0], [0, 0, 1]), fovy=45)
 
         # Actuators: stiff position servos (an industrial arm), a force-limited gripper.
         for i, joint in enumerate(ARM_JOINTS):
@@ -356,13 +358,17 @@ class CubeBowl(Scene):
 
         pause(0.2, 0.6)
         top = grasp + np.array([0, 0, APPROACH_HEIGHT])  # one height to go down from, every time
-        q = solver.solve(top + aim_miss(rng), close_dir, q)  # a rough aim, corrected next
+        low = grasp + np.array([0, 0, LOW_HOVER])
+        miss = aim_miss(rng)  # a rough aim, carried down and corrected just above the cube
+        q = solver.solve(top + miss, close_dir, q)
         move(q, opened_approach, min_s=0.8)
+        pause(0.05, 0.15)
+        line(top + miss, low + miss, close_dir, opened_approach, 3)
         pause(0.1, 0.3)
-        q = solver.solve(top, close_dir, q)
+        q = solver.solve(low, close_dir, q)
         move(q, opened_approach, min_s=0.4)
-        pause(0.05, 0.2)
-        line(top, grasp, close_dir, opened_approach, 6)
+        pause(0.1, 0.2)
+        line(low, grasp, close_dir, opened_approach, 3)
         pause(0.3, 0.5)  # down, and still, before closing
         move(q, closed, min_s=0.6)
         events["grasp"] = times[-1]
