@@ -102,7 +102,9 @@ def compare(trained: Sequence[Any], live: Sequence[np.ndarray | None], names: Se
     return findings
 
 
-def _jointly(slots: Sequence[np.ndarray | None], live: Sequence[np.ndarray | None], findings: list) -> None:
+def _jointly(
+    slots: Sequence[np.ndarray | None], live: Sequence[np.ndarray | None], findings: list[dict[str, Any]]
+) -> None:
     """The cameras taken together, for what each alone leaves ambiguous (two views of one table; a policy that
     behaves differently shows its wrist camera other things than in training):
     - all colours reversed when reversing every camera's channels explains them all much better than as they
@@ -130,7 +132,7 @@ def _jointly(slots: Sequence[np.ndarray | None], live: Sequence[np.ndarray | Non
             d = [distance(i, i), distance(j, j), distance(i, j), distance(j, i)]
             if None in d:
                 continue
-            straight, crossed = d[0] + d[1], d[2] + d[3]
-            if straight > 2 * NOISE and crossed < MARGIN * straight:
+            own, crossed = d[0] + d[1], d[2] + d[3]
+            if own > 2 * NOISE and crossed < MARGIN * own:
                 findings[i].update(match="swapped", looks_like=j)
                 findings[j].update(match="swapped", looks_like=i)
