@@ -79,17 +79,25 @@ def compare(trained: Sequence[Any], live: Sequence[np.ndarray | None], names: Se
     """Per camera (slot order): {"camera", "match": "ok" | "swapped" | "colours reversed" | "unknown",
     "looks_like" (the slot it resembles), "distance" (to its own slot)}."""
     slots = [None if t is None else np.asarray(t, dtype=np.float64) for t in trained]
+    views = list(live[: len(names)])
+
+    def distance(i: int, j: int, flip: bool = False) -> float | None:
+        """Mean absolute difference of live view i (its channels reversed with `flip`) and slot j's fingerprint."""
+        view, slot = views[i], slots[j] if j < len(slots) else None
+        if view is None or slot is None or slot.shape != view.shape:
+            return None
+        return float(np.abs((view[..., ::-1] if flip else view) - slot).mean())
+
+    d = [[distance(i, j) for j in range(len(slots))] + [None] * (len(views) - len(slots)) for i in range(len(views))]
+    flipped = [distance(i, i, flip=True) for i in range(len(views))]
     findings = []
-    for i, (name, view) in enumerate(zip(names, live, strict=False)):
-        own = slots[i] if i < len(slots) else None
-        if view is None or own is None or own.shape != view.shape:
+    for i, name in enumerate(names[: len(views)]):
+        d_own = d[i][i]
+        if d_own is None:
             findings.append({"camera": name, "match": "unknown", "looks_like": None, "distance": None})
             continue
-        d_own = float(np.abs(view - own).mean())
-        candidates = {("colours reversed", i): float(np.abs(view[..., ::-1] - own).mean())}
-        for j, other in enumerate(slots):
-            if j != i and other is not None and other.shape == view.shape:
-                candidates[("swapped", j)] = float(np.abs(view - other).mean())
+        candidates = {("colours reversed", i): flipped[i]}
+        candidates.update({("swapped", j): dj for j, dj in enumerate(d[i]) if j != i and dj is not None})
         (kind, slot), best = min(candidates.items(), key=lambda item: item[1])
         match = kind if d_own > NOISE and best < MARGIN * d_own else "ok"
         findings.append({
@@ -98,41 +106,30 @@ def compare(trained: Sequence[Any], live: Sequence[np.ndarray | None], names: Se
             "looks_like": slot if match == "swapped" else i,
             "distance": round(d_own, 4),
         })  # fmt: skip
-    _jointly(slots, live, findings)
+    _jointly(d, flipped, findings)
     return findings
 
 
-def _jointly(
-    slots: Sequence[np.ndarray | None], live: Sequence[np.ndarray | None], findings: list[dict[str, Any]]
-) -> None:
+def _jointly(d: list[list[float | None]], flipped: list[float | None], findings: list[dict[str, Any]]) -> None:
     """The cameras taken together, for what each alone leaves ambiguous (two views of one table; a policy that
-    behaves differently shows its wrist camera other things than in training):
+    behaves differently shows its wrist camera other things than in training). `d[i][j]`: live camera i against
+    slot j; `flipped[i]`: camera i with its channels reversed against its own slot.
     - all colours reversed when reversing every camera's channels explains them all much better than as they
-      are: sum d(reversed i, i) < MARGIN x sum d(i, i) (one driver delivers every camera);
+      are: sum flipped[i] < MARGIN x sum d[i][i] (one driver delivers every camera);
     - cameras i and j swapped when the crossed assignment explains both much better than the straight one:
-      d(i, j) + d(j, i) < MARGIN x (d(i, i) + d(j, j))."""
-
-    def distance(i: int, j: int, flip: bool = False) -> float | None:
-        view, slot = live[i] if i < len(live) else None, slots[j] if j < len(slots) else None
-        if view is None or slot is None or slot.shape != view.shape:
-            return None
-        return float(np.abs((view[..., ::-1] if flip else view) - slot).mean())
-
-    known = [i for i in range(len(findings)) if distance(i, i) is not None]
-    straight = sum(distance(i, i) or 0.0 for i in known)
-    flipped = sum(distance(i, i, flip=True) or 0.0 for i in known)
-    if len(known) > 1 and straight > len(known) * NOISE and flipped < MARGIN * straight:
+      d[i][j] + d[j][i] < MARGIN x (d[i][i] + d[j][j])."""
+    known = [i for i in range(len(findings)) if d[i][i] is not None]
+    straight = sum(d[i][i] for i in known)
+    if len(known) > 1 and straight > len(known) * NOISE and sum(flipped[i] for i in known) < MARGIN * straight:
         for i in known:
             findings[i].update(match="colours reversed", looks_like=i)
         return
-    for i in range(len(findings)):
-        for j in range(i + 1, len(findings)):
-            if {findings[i]["match"], findings[j]["match"]} & {"colours reversed", "unknown"}:
+    for i in known:
+        for j in known:
+            reversed_ = "colours reversed" in (findings[i]["match"], findings[j]["match"])
+            if j <= i or reversed_ or d[i][j] is None or d[j][i] is None:
                 continue
-            d = [distance(i, i), distance(j, j), distance(i, j), distance(j, i)]
-            if None in d:
-                continue
-            own, crossed = d[0] + d[1], d[2] + d[3]
+            own, crossed = d[i][i] + d[j][j], d[i][j] + d[j][i]
             if own > 2 * NOISE and crossed < MARGIN * own:
                 findings[i].update(match="swapped", looks_like=j)
                 findings[j].update(match="swapped", looks_like=i)
