@@ -291,7 +291,7 @@ def test_calibrating_the_twin_recovers_its_calibration(tmp_path):
 # ------------------------------------------------------------------------------------------------ what it catches
 SENSITIVE = "xarm6"  # the robot whose twin-trained policy tests/fixtures holds
 POLICY = Path(__file__).parent / "fixtures" / f"{SENSITIVE}_twin_policy"  # from `evo1 quickstart --robot xarm6`
-SENSITIVITY_EPISODES = 2
+SENSITIVITY_EPISODES = 1
 
 
 @pytest.fixture(scope="module")
