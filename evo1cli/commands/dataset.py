@@ -112,6 +112,9 @@ def stats(
     relative_horizon: int | None = typer.Option(
         None, "--relative-horizon", help="Action stats of relative targets a[t+k] - s[t], k < H (relative_actions)."
     ),
+    relative_dims: int = typer.Option(
+        0, "--relative-dims", help="With --relative-horizon: only the first R action dims are offsets (relative_dims)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the stats as JSON too."),
 ) -> None:
     """Per-dim min, max, mean, std, q01, q99 of state and action over all frames, exactly.
@@ -119,13 +122,16 @@ def stats(
     Streams episode by episode, so datasets larger than memory work. Writes meta/evo1_stats.json;
     LeRobot's meta/stats.json is never touched. A model trained with relative_actions normalises
     its targets, a[t+k] - s[t] for k < horizon, with their own stats: --relative-horizon H computes
-    those (training computes them itself when the file holds others).
+    those, offsets in the first --relative-dims action dims (0: all; a gripper after them stays
+    absolute); training computes them itself when the file holds others.
 
     Examples:
 
       evo1 dataset stats data/reach
 
       evo1 dataset stats data/cube --relative-horizon 50
+
+      evo1 dataset stats data/xarm6-twin --relative-horizon 16 --relative-dims 6
     """
     from evo1cli.data.format import load_meta
     from evo1cli.data.stats import dataset_stats, write_stats
@@ -133,9 +139,11 @@ def stats(
 
     if relative_horizon is not None and relative_horizon < 1:
         raise Evo1Error(f"must be >= 1, got {relative_horizon}", field="--relative-horizon")
+    if relative_dims < 0:
+        raise Evo1Error(f"must be >= 0, got {relative_dims}", field="--relative-dims")
     meta = load_meta(root)
     with progress("computing stats"):
-        result = dataset_stats(meta, relative_horizon=relative_horizon)
+        result = dataset_stats(meta, relative_horizon=relative_horizon, relative_dims=relative_dims)
     path = write_stats(meta, result)
     if as_json:
         print_json(result)

@@ -113,7 +113,7 @@ class FrameCache:
 
 
 def check_source(
-    spec: DataSource, num_views: int, state_dim: int, action_dim: int, relative_actions: bool
+    spec: DataSource, num_views: int, state_dim: int, action_dim: int, relative_actions: bool, relative_dims: int = 0
 ) -> tuple[DatasetMeta, list[str | None], dict[str, int]]:
     """A source's metadata, camera per view slot and native dims, checked against the model's view slots,
     padded widths and action representation (what `evo1 train --check` checks, without reading episodes)."""
@@ -127,7 +127,7 @@ def check_source(
             raise Evo1Error(f"no camera {view!r} (cameras: {known})", path=spec.path / INFO_PATH, field="views")
     if spec.joints is not None:
         check_joint_order(meta, spec.joints)
-    return meta, views, fitted_dims(meta, state_dim, action_dim, relative_actions)
+    return meta, views, fitted_dims(meta, state_dim, action_dim, relative_actions, relative_dims)
 
 
 def feature_names(meta: DatasetMeta, key: str) -> list[str] | None:
@@ -169,6 +169,7 @@ class WindowDataset(Dataset):
         action_dim: int = MAX_DIM,
         clamp: bool = True,
         relative_actions: bool = False,
+        relative_dims: int = 0,
         state_noise: float = 0.0,
     ):
         if not sources:
@@ -178,6 +179,7 @@ class WindowDataset(Dataset):
         self.num_views = num_views
         self.augmentation = augmentation
         self.relative_actions = relative_actions
+        self.relative_dims = relative_dims
         self.state_noise = state_noise
         self.state_norm = Normalizer(normalization, state_dim, clamp)
         self.action_norm = Normalizer(normalization, action_dim, clamp)
@@ -218,17 +220,19 @@ class WindowDataset(Dataset):
             action_dim=config.action_dim,
             clamp=config.normalization_clamp,
             relative_actions=config.relative_actions,
+            relative_dims=config.relative_dims,
             state_noise=state_noise,
         )
 
     def _load(self, spec: DataSource, stats: StatsTable | None) -> _Source:
         meta, views, dims = check_source(
-            spec, self.num_views, self.state_norm.pad_to, self.action_norm.pad_to, self.relative_actions
-        )
+            spec, self.num_views, self.state_norm.pad_to, self.action_norm.pad_to, self.relative_actions,
+            self.relative_dims,
+        )  # fmt: skip
         if stats is not None and (spec.embodiment, spec.key) in stats.entries:
             norm = stats.get(spec.embodiment, spec.key)
         else:
-            norm = norm_stats(meta, self.horizon if self.relative_actions else None)
+            norm = norm_stats(meta, self.horizon if self.relative_actions else None, self.relative_dims)
         self.stats.add(spec.embodiment, spec.key, norm)
         episodes = []
         offsets = meta.episode_offsets()
@@ -263,7 +267,8 @@ class WindowDataset(Dataset):
         action_is_pad = steps >= n
         actions = ep.action[steps.clamp(max=n - 1)]  # past the end: the last action, flagged as padding
         if self.relative_actions:  # offsets from the window's state, normalised now (absolute ones were up front)
-            actions = self.action_norm.normalize(to_relative(actions, ep.raw_state[t]), source.norm.action)
+            actions = to_relative(actions, ep.raw_state[t], self.relative_dims)
+            actions = self.action_norm.normalize(actions, source.norm.action)
         images = torch.zeros(self.num_views, 3, self.image_size, self.image_size, dtype=torch.uint8)
         image_mask = torch.zeros(self.num_views, dtype=torch.bool)
         for v, view in enumerate(source.views):

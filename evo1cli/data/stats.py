@@ -159,10 +159,15 @@ def native_dims(meta: DatasetMeta) -> dict[str, int]:
 
 
 def fitted_dims(
-    meta: DatasetMeta, state_dim: int = MAX_DIM, action_dim: int = MAX_DIM, relative: bool = False
+    meta: DatasetMeta,
+    state_dim: int = MAX_DIM,
+    action_dim: int = MAX_DIM,
+    relative: bool = False,
+    relative_dims: int = 0,
 ) -> dict[str, int]:
     """`native_dims`, refused (naming the file and field) when wider than a model's padded widths, or,
-    for relative actions, when the state has fewer dims than the action it is subtracted from."""
+    for relative actions, when the state has fewer dims than the action dims it is subtracted from (the
+    first `relative_dims`, or all)."""
     dims = native_dims(meta)
     recorded = (meta.root / EVO1_PADDING_PATH).exists()
 
@@ -174,25 +179,30 @@ def fitted_dims(
         if dims[key] > width:
             fix = f"set model.{name} to at least {dims[key]}"
             raise error(key, f"{dims[key]} dims, more than the model's {name} {width}: {fix}")
-    if relative and dims[STATE] < dims[ACTION]:
+    subtracted = dims[ACTION] if relative_dims <= 0 else min(relative_dims, dims[ACTION])
+    if relative and dims[STATE] < subtracted:
         raise error(
             STATE,
-            f"{dims[STATE]} dims, fewer than the action's {dims[ACTION]}: relative actions subtract the state's "
-            "first dims from the action",
+            f"{dims[STATE]} dims, fewer than the action's {subtracted} relative dims: relative actions subtract "
+            "the state's first dims from the action",
         )
     return dims
 
 
-def relative_targets(state: np.ndarray, action: np.ndarray, horizon: int) -> np.ndarray:
-    """Every relative training target of one episode, a_{t+k} - s_t for k < horizon and t + k < n: (rows, D)."""
+def relative_targets(state: np.ndarray, action: np.ndarray, horizon: int, dims: int = 0) -> np.ndarray:
+    """Every relative training target of one episode, a_{t+k} - s_t for k < horizon and t + k < n: (rows, D)
+    (offsets in the first `dims` action dims only, when not 0)."""
     n = len(action)
-    return np.concatenate([to_relative(action[k:, None], state[: n - k])[:, 0] for k in range(min(horizon, n))])
+    return np.concatenate([to_relative(action[k:, None], state[: n - k], dims)[:, 0] for k in range(min(horizon, n))])
 
 
-def dataset_stats(meta: DatasetMeta, budget: int = 4_000_000, relative_horizon: int | None = None) -> dict[str, Any]:
+def dataset_stats(
+    meta: DatasetMeta, budget: int = 4_000_000, relative_horizon: int | None = None, relative_dims: int = 0
+) -> dict[str, Any]:
     """The stats of a dataset's state and action (native dims), per frame, and where they came from.
-    With `relative_horizon`, the action stats are those of the relative targets (see the module's docstring)."""
-    dims = fitted_dims(meta, relative=relative_horizon is not None)
+    With `relative_horizon`, the action stats are those of the relative targets (see the module's docstring),
+    offsets in the first `relative_dims` action dims (0: all)."""
+    dims = fitted_dims(meta, relative=relative_horizon is not None, relative_dims=relative_dims)
 
     def chunks(key: str) -> Chunks:
         def run() -> Iterator[np.ndarray]:
@@ -204,7 +214,10 @@ def dataset_stats(meta: DatasetMeta, budget: int = 4_000_000, relative_horizon: 
                     yield state
                     continue
                 action = table.action[:, : dims[ACTION]].astype(np.float64)
-                yield action if relative_horizon is None else relative_targets(state, action, relative_horizon)
+                if relative_horizon is None:
+                    yield action
+                else:
+                    yield relative_targets(state, action, relative_horizon, relative_dims)
 
         return run
 
@@ -214,6 +227,7 @@ def dataset_stats(meta: DatasetMeta, budget: int = 4_000_000, relative_horizon: 
         "total_episodes": len(meta.episodes),
         "total_frames": meta.total_frames,
         "relative_horizon": relative_horizon,
+        "relative_dims": relative_dims,
     }
     return out
 
@@ -224,9 +238,9 @@ def write_stats(meta: DatasetMeta, stats: dict[str, Any]) -> Path:
     return path
 
 
-def load_stats(meta: DatasetMeta, relative_horizon: int | None = None) -> NormStats | None:
+def load_stats(meta: DatasetMeta, relative_horizon: int | None = None, relative_dims: int = 0) -> NormStats | None:
     """The dataset's evo1 stats if present and computed on its current frames (and the same relative
-    horizon), else None."""
+    horizon and dims), else None."""
     path = meta.root / EVO1_STATS_PATH
     if not path.exists():
         return None
@@ -234,7 +248,7 @@ def load_stats(meta: DatasetMeta, relative_horizon: int | None = None) -> NormSt
     source = data.get("evo1") if isinstance(data, dict) else None
     if not isinstance(source, dict) or source.get("total_frames") != meta.total_frames:
         return None  # stale: the dataset grew since
-    if source.get("relative_horizon") != relative_horizon:
+    if source.get("relative_horizon") != relative_horizon or source.get("relative_dims", 0) != relative_dims:
         return None  # computed for other targets
     try:
         return NormStats(
@@ -244,10 +258,10 @@ def load_stats(meta: DatasetMeta, relative_horizon: int | None = None) -> NormSt
         raise err.at(path) from None
 
 
-def norm_stats(meta: DatasetMeta, relative_horizon: int | None = None) -> NormStats:
+def norm_stats(meta: DatasetMeta, relative_horizon: int | None = None, relative_dims: int = 0) -> NormStats:
     """Stats for normalisation: the stats file when it matches, else computed now (not written)."""
-    stats = load_stats(meta, relative_horizon)
+    stats = load_stats(meta, relative_horizon, relative_dims)
     if stats is not None:
         return stats
-    data = dataset_stats(meta, relative_horizon=relative_horizon)
+    data = dataset_stats(meta, relative_horizon=relative_horizon, relative_dims=relative_dims)
     return NormStats(FeatureStats.from_dict(data[STATE], STATE), FeatureStats.from_dict(data[ACTION], ACTION))

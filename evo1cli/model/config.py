@@ -60,6 +60,8 @@ class Evo1Config:
     normalization: str = "bounds"  # "bounds" (default), "bounds_q99" or "normal"
     normalization_clamp: bool = True  # bounds modes clip to [-1, 1] (the authors do; LeRobot does not)
     relative_actions: bool = False  # targets a_{t+k} - s_t (the state's first D dims); predict adds s_t back
+    relative_dims: int = 0  # with relative_actions, only the first R action dims are offsets (0: all of them);
+    #                         the dims after them (a gripper) stay absolute
     attn_implementation: str = "sdpa"  # "sdpa" or "eager"; actions do not depend on it
     seed: int = 0  # seed of a randomly initialised model
 
@@ -99,6 +101,8 @@ class Evo1Config:
             raise bad("time_index_scale", "must be 999 or 1000")
         if self.normalization not in NORMALIZATIONS:
             raise bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}")
+        if self.relative_dims < 0:
+            raise bad("relative_dims", "must be >= 0 (0: every action dim is relative)")
         if self.attn_implementation not in ATTENTION_BACKENDS:
             raise bad("attn_implementation", f"must be one of {', '.join(ATTENTION_BACKENDS)}")
 

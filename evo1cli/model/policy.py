@@ -169,7 +169,8 @@ class Evo1Model(nn.Module):
         if self.config.relative_actions:  # the model predicts offsets from the current state
             for b, obs in enumerate(observations):
                 try:
-                    chunks[b] = to_absolute(chunks[b], np.asarray(obs.state, dtype=np.float32))
+                    state = np.asarray(obs.state, dtype=np.float32)
+                    chunks[b] = to_absolute(chunks[b], state, self.config.relative_dims)
                 except Evo1Error as err:
                     raise Evo1Error(err.message, field=f"observations[{b}].state") from None
         return chunks

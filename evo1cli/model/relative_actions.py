@@ -5,7 +5,10 @@
 
 s_t is the state at the window's first frame, the one the model sees; D is the action's native dims, and
 every action dim is relative to the state's first D dims (the state must hold at least D values, in the
-action's units: joint positions against joint targets, say). The authors subtract s_{t+k} from a_{t+k}
+action's units: joint positions against joint targets, say). With `dims` = R > 0 only the first R dims are
+offsets and the rest stay absolute: a gripper's command, whose measured opening stops at the object's width,
+must not be an offset, or each chunk's small error is added to the last one's and the gripper drifts shut
+(openpi keeps grippers absolute the same way, `make_bool_mask(6, -1)`). The authors subtract s_{t+k} from a_{t+k}
 instead, which a policy cannot undo at inference (it would need the future states); subtracting the
 observed s_t, as openpi's `DeltaActions` / `AbsoluteActions` pair does, makes the two maps exact inverses.
 
@@ -27,22 +30,30 @@ from evo1cli.errors import Evo1Error
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
-def _state_part(actions: Array, state: Array) -> Array:
+def _state_part(actions: Array, state: Array, dims: int) -> Array:
+    """(..., 1, D): the state's first R = `dims` values (all D when 0), zeros after them."""
     d = actions.shape[-1]
-    if state.shape[-1] < d:
+    r = d if dims <= 0 else min(dims, d)
+    if state.shape[-1] < r:
         raise Evo1Error(
-            f"relative actions need a state at least as long as the action: {state.shape[-1]} state dims, "
-            f"{d} action dims",
+            f"relative actions need a state at least as long as the action's relative dims: {state.shape[-1]} "
+            f"state dims, {r} relative action dims",
             field="state",
         )
-    return state[..., None, :d]
+    part = state[..., None, :r]
+    if r == d:
+        return part
+    if isinstance(part, torch.Tensor):
+        return torch.nn.functional.pad(part, (0, d - r))
+    return np.pad(part, [(0, 0)] * (part.ndim - 1) + [(0, d - r)])
 
 
-def to_relative(actions: Array, state: Array) -> Array:
-    """(..., H, D) absolute actions and the (..., S) state they start from -> (..., H, D) offsets."""
-    return actions - _state_part(actions, state)
+def to_relative(actions: Array, state: Array, dims: int = 0) -> Array:
+    """(..., H, D) absolute actions and the (..., S) state they start from -> (..., H, D) targets: offsets in
+    the first `dims` dims (every dim when 0), the rest as they were."""
+    return actions - _state_part(actions, state, dims)
 
 
-def to_absolute(offsets: Array, state: Array) -> Array:
-    """The inverse of `to_relative`: (..., H, D) offsets and the (..., S) state -> (..., H, D) actions."""
-    return offsets + _state_part(offsets, state)
+def to_absolute(offsets: Array, state: Array, dims: int = 0) -> Array:
+    """The inverse of `to_relative`: (..., H, D) targets and the (..., S) state -> (..., H, D) actions."""
+    return offsets + _state_part(offsets, state, dims)

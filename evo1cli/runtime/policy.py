@@ -119,6 +119,7 @@ def describe(model: Evo1Model) -> dict[str, Any]:
         "state_dims": {f"{e}/{d}": s.state.dim for (e, d), s in entries.items()},
         "stats_keys": [{"embodiment": e, "dataset": d} for e, d in entries],
         "relative_actions": config.relative_actions,
+        "relative_dims": config.relative_dims,
     }
 
 

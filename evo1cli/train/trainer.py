@@ -140,7 +140,9 @@ def check_datasets(recipe: Recipe) -> None:
     what `evo1 train --check` checks, and what training checks before it writes anything."""
     model = recipe.model
     for group in recipe.data.groups:
-        check_source(group, model.num_views, model.state_dim, model.action_dim, model.relative_actions)
+        check_source(
+            group, model.num_views, model.state_dim, model.action_dim, model.relative_actions, model.relative_dims
+        )
 
 
 def view_fingerprints(recipe: Recipe) -> dict[str, Any]:
