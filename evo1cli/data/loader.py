@@ -226,9 +226,13 @@ class WindowDataset(Dataset):
 
     def _load(self, spec: DataSource, stats: StatsTable | None) -> _Source:
         meta, views, dims = check_source(
-            spec, self.num_views, self.state_norm.pad_to, self.action_norm.pad_to, self.relative_actions,
+            spec,
+            self.num_views,
+            self.state_norm.pad_to,
+            self.action_norm.pad_to,
+            self.relative_actions,
             self.relative_dims,
-        )  # fmt: skip
+        )
         if stats is not None and (spec.embodiment, spec.key) in stats.entries:
             norm = stats.get(spec.embodiment, spec.key)
         else:

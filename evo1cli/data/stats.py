@@ -34,7 +34,7 @@ from evo1cli.errors import Evo1Error
 from evo1cli.features import ACTION, MAX_DIM, STATE
 from evo1cli.fileio import atomic_write_text, read_json
 from evo1cli.model.normalization import FeatureStats, NormStats
-from evo1cli.model.relative_actions import to_relative
+from evo1cli.model.relative_actions import relative_width, to_relative
 
 QUANTILES = (0.01, 0.99)
 BINS = 1024
@@ -179,7 +179,7 @@ def fitted_dims(
         if dims[key] > width:
             fix = f"set model.{name} to at least {dims[key]}"
             raise error(key, f"{dims[key]} dims, more than the model's {name} {width}: {fix}")
-    subtracted = dims[ACTION] if relative_dims <= 0 else min(relative_dims, dims[ACTION])
+    subtracted = relative_width(dims[ACTION], relative_dims)
     if relative and dims[STATE] < subtracted:
         raise error(
             STATE,

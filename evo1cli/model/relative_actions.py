@@ -30,10 +30,15 @@ from evo1cli.errors import Evo1Error
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
+def relative_width(action_dims: int, dims: int) -> int:
+    """R: how many of an action's `action_dims` are offsets when the config says `dims` (0: all of them)."""
+    return action_dims if dims <= 0 else min(dims, action_dims)
+
+
 def _state_part(actions: Array, state: Array, dims: int) -> Array:
-    """(..., 1, D): the state's first R = `dims` values (all D when 0), zeros after them."""
+    """(..., 1, D): the state's first R values, zeros after them."""
     d = actions.shape[-1]
-    r = d if dims <= 0 else min(dims, d)
+    r = relative_width(d, dims)
     if state.shape[-1] < r:
         raise Evo1Error(
             f"relative actions need a state at least as long as the action's relative dims: {state.shape[-1]} "
