@@ -171,6 +171,16 @@ def test_servo_commands_move_the_twin_and_the_gripper_reports_pulses(twin):
     assert 840 <= joints[6] <= 850
 
 
+def test_the_gripper_reads_within_the_real_grippers_range(twin):
+    # Pushed open, the twin's fingers overshoot their travel for a moment; a real xArm Gripper reports -10..850.
+    arm, world, _hardware, _clock = twin
+    with world.lock:
+        world.data.qpos[world._qpos[6]] = 1.1 * world.scene.home[-1]
+    assert arm.api.pulses(world.joint_positions()[6]) > 900
+    assert arm.api.get_gripper_position()[1] == 850 and arm.api.gripper_position == 850
+    assert arm.read_joints()[6] == 850
+
+
 def test_wait_true_moves_the_twin_through_the_skipped_time(twin):
     arm, world, _hardware, clock = twin
     advance(arm, clock, 1.0, [10, -30, -30, 0, 50, 10, 400])

@@ -82,8 +82,10 @@ class TwinXArmAPI(FakeXArmAPI):
 
     # ------------------------------------------------------------------------------------------ read-outs
     def _measured(self) -> tuple[list[float], float]:
+        """The joints in degrees and the gripper in pulses, within the range a real xArm Gripper reports (the
+        twin's fingers can overshoot their travel for a moment: read raw, up to 929 pulses)."""
         q = self.world.joint_positions()
-        return [float(v) for v in np.degrees(q[:6])], self.pulses(q[6])
+        return [float(v) for v in np.degrees(q[:6])], float(np.clip(self.pulses(q[6]), *GRIPPER_RANGE))
 
     @property
     def angles(self) -> list[float]:

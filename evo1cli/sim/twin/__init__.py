@@ -1,6 +1,7 @@
 """Digital twins of the real setups: MuJoCo scenes that sit under the robots' own drivers.
 
-`SCENES` maps a scene name to its class; each robot has a default scene (`DEFAULT_SCENE`).
+`open_scene(robot, name)` gives a scene by name (each robot has a default scene, `DEFAULT_SCENE`), checked to
+belong to the robot.
 """
 
 from __future__ import annotations

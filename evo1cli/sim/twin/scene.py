@@ -1,6 +1,6 @@
 """What a twin scene is: a MuJoCo world of one robot setup with a task, its placements and its success test.
 
-    scene = SCENES["so100-cube-container"]()        # evo1cli.sim.twin.SCENES
+    scene = open_scene("so100", "so100-cube-container")   # evo1cli.sim.twin.open_scene
     model = scene.build()                            # compiled; offscreen framebuffer of at least 640x480
     data = mujoco.MjData(model)
     placement = scene.place(model, data, seed=7)     # reset: arm at home, the cube where seed 7 puts it
