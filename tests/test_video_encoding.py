@@ -41,3 +41,33 @@ def test_encoding_keeps_the_threads_scheduling_and_the_threads_it_starts(tmp_pat
     assert seen["before"] == (os.SCHED_OTHER, 0)
     assert seen["while"] == seen["after"] == seen["child"] == seen["before"]
     assert probe(tmp_path / "v.mp4", decode=True).frames == 6
+
+
+def _read_in_child(path, queue):
+    from evo1cli.data.video import read_frame_from_start
+
+    queue.put(read_frame_from_start(path, 0.0).shape)
+
+
+def test_a_forked_worker_reads_frames_after_its_parent_converted_some(tmp_path):
+    # A DataLoader worker is forked; the quickstart's process has converted frames before it forks (collection,
+    # the view fingerprints). With PyAV 18.1.1 the worker then waited forever for the converter's threads.
+    import multiprocessing
+
+    from evo1cli.data.video import read_frame_from_start
+
+    path = tmp_path / "v.mp4"
+    writer = VideoWriter(path, 30, 112, 112)
+    for k in range(4):
+        writer.add(np.full((112, 112, 3), 60 * k, dtype=np.uint8))
+    writer.close()
+    assert read_frame_from_start(path, 0.0).shape == (112, 112, 3)  # converted here, before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(path, queue))
+    child.start()
+    child.join(timeout=30)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and queue.get(timeout=5) == (112, 112, 3)

@@ -60,6 +60,14 @@ def keep_scheduling() -> Any:
             os.sched_setscheduler(0, policy, param)
 
 
+def rgb(frame: Any) -> np.ndarray:
+    """A decoded frame as RGB uint8 (H, W, 3), converted on the calling thread. PyAV 18.1.1 converts on slice
+    threads of a converter it keeps between calls; a DataLoader worker forked from a process that had converted
+    frames (the quickstart collects, then trains) inherits that converter without its threads and waits for them
+    forever."""
+    return frame.to_ndarray(format="rgb24", threads=1)
+
+
 class VideoWriter:
     """Streams RGB uint8 frames (H, W, 3) into an mp4 at `path` (the calling thread's scheduling kept)."""
 
@@ -264,7 +272,7 @@ class _OpenVideo:
     def frame_at(self, timestamp: float, tolerance: float) -> np.ndarray:
         ahead = timestamp - self.last_time
         if self.last is not None and abs(ahead) <= tolerance:  # the frame just decoded (a float32 timestamp
-            return self.last.to_ndarray(format="rgb24")  # may lie a hair after it: not the next one)
+            return rgb(self.last)  # may lie a hair after it: not the next one)
         # Continue forward if the target is past the last frame by at most a GOP; else seek.
         if self.iterator is None or not (tolerance < ahead <= (GOP + 0.5) * self.frame_time):
             pts = round(timestamp / self.time_base)
@@ -282,7 +290,7 @@ class _OpenVideo:
             got = "no frame" if closest is None else f"the nearest frame is at {self.last_time:.4f} s"
             raise Evo1Error(f"no frame at {timestamp:.4f} s ({got})", path=self.container.name)
         self.last = closest
-        return closest.to_ndarray(format="rgb24")
+        return rgb(closest)
 
     def close(self) -> None:
         self.container.close()
@@ -351,4 +359,4 @@ def read_frame_from_start(path: str | Path, timestamp: float, tolerance_s: float
                 break
         if last is None:
             raise Evo1Error("has no frames", path=path)
-        return last.to_ndarray(format="rgb24")
+        return rgb(last)
