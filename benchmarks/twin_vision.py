@@ -2,7 +2,8 @@
 
 The twin places the cube by seed; with the arm at home, both cameras are rendered at the tiny model's size.
 Two learners start from the same random tiny backbone and learn the cube's (x, y) from `--placements` placements,
-judged on 200 placements they never saw (median error in cm; guessing the region's centre is the chance level):
+judged on 200 placements they never saw and on those they learnt from (median error in cm; guessing the region's
+centre is the chance level):
 
 - readout:  the vision tower alone, its image tokens flattened into an MLP, trained by regression. What the
             pixels carry, reachable in a few hundred steps.
@@ -14,7 +15,8 @@ judged on 200 placements they never saw (median error in cm; guessing the region
 image tokens, rms 0.03 as transformers initialises them, enter the LLM below what each random layer adds).
 
 Printed last: the policy's error over the readout's after the same number of steps. A ratio near the chance
-level's over the readout's means the policy has not found the cube in its pixels.
+level's over the readout's means the policy has not found the cube in its pixels; an error near chance on its
+own training placements too means it has not even learnt them by heart (optimisation, not generalisation).
 
     python benchmarks/twin_vision.py [--robot xarm6] [--placements 70] [--steps 1200] [--threads 2] \\
         [--projector-gain 1]
@@ -34,6 +36,7 @@ from evo1cli.model.action_head import Masks
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.flow_matching import sample_actions
 from evo1cli.model.images import normalize_pixels
+from evo1cli.model.normalization import FeatureStats, Normalizer
 from evo1cli.model.policy import Batch, Evo1Model
 from evo1cli.sim.twin import open_scene
 from evo1cli.sim.twin.scene import mujoco_module
@@ -110,24 +113,25 @@ def main() -> None:
 
     config = Evo1Config.preset("tiny", horizon=16, num_views=2, num_inference_steps=10)
     pixels, cubes, prompt = render(args.robot, args.placements + TEST, config.image_size)
-    low, high = cubes.min(0).values, cubes.max(0).values
-    target = (cubes - low) / (high - low) * 2 - 1  # the bounds normalisation
+    normalizer = Normalizer("bounds", pad_to=2)
+    stats = FeatureStats(min=cubes.min(0).values.numpy(), max=cubes.max(0).values.numpy())
+    target = normalizer.normalize(cubes, stats)
     train, test = slice(0, args.placements), slice(len(cubes) - TEST, len(cubes))
 
-    def error_cm(normalised: torch.Tensor) -> float:
-        metres = (normalised + 1) / 2 * (high - low) + low
-        return float(((metres - cubes[test]).norm(dim=1) * 100).median())
+    def error_cm(normalised: torch.Tensor, which: slice) -> float:
+        metres = normalizer.denormalize(normalised, stats)
+        return float(((metres - cubes[which]).norm(dim=1) * 100).median())
 
-    chance = error_cm(target[train].mean(0).expand(TEST, 2))
+    chance = error_cm(target[train].mean(0).expand(TEST, 2), test)
     readout, policy = Readout(Evo1Model.build(config)), Evo1Model.build(config)
     with torch.no_grad():
         for projector in (readout.backbone.model.multi_modal_projector, policy.backbone.model.multi_modal_projector):
             projector.linear_2.weight.mul_(args.projector_gain)
     learners = {
         "readout": (readout, lambda idx: (readout(pixels[idx]) - target[idx]).square().mean(),
-                    lambda: readout(pixels[test])),
+                    lambda which: readout(pixels[which])),
         "policy": (policy, lambda idx: policy(policy_batch(policy, pixels[idx], target[idx], prompt), draws=4),
-                   lambda: policy_answer(policy, pixels[test], prompt)),
+                   lambda which: policy_answer(policy, pixels[which], prompt)),
     }  # fmt: skip
     print(f"{args.robot}: {args.placements} placements, {TEST} held out, projector gain {args.projector_gain:g}; "
           f"chance level {chance:.1f} cm")  # fmt: skip
@@ -143,9 +147,11 @@ def main() -> None:
             optimiser.step()
             if step % max(1, args.steps // 6) == 0 or step == args.steps:
                 with torch.no_grad():
-                    final[name] = error_cm(answer())
-                print(f"  {name:8s} step {step:5d}: loss {loss.item():.4f}, held-out error {final[name]:.2f} cm "
-                      f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+                    final[name] = error_cm(answer(test), test)
+                    own = error_cm(answer(train), train)
+                print(f"  {name:8s} step {step:5d}: loss {loss.item():.4f}, held-out error {final[name]:.2f} cm, "
+                      f"on its training placements {own:.2f} cm ({time.perf_counter() - started:.0f} s)",
+                      flush=True)  # fmt: skip
     print(f"policy / readout held-out error after {args.steps} steps: {final['policy'] / final['readout']:.1f}x "
           f"(chance / readout: {chance / final['readout']:.1f}x)")  # fmt: skip
 
