@@ -35,7 +35,7 @@ from torch import nn
 from evo1cli.model.action_head import Masks
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.flow_matching import sample_actions
-from evo1cli.model.images import normalize_pixels
+from evo1cli.model.images import to_pixel_values
 from evo1cli.model.normalization import FeatureStats, Normalizer
 from evo1cli.model.policy import Batch, Evo1Model
 from evo1cli.sim.twin import open_scene
@@ -57,8 +57,8 @@ def render(robot: str, count: int, size: int) -> tuple[torch.Tensor, torch.Tenso
         frames = []
         for camera in scene.cameras.values():
             renderer.update_scene(data, camera=camera)
-            frames.append(torch.from_numpy(renderer.render().copy()).permute(2, 0, 1))
-        views.append(normalize_pixels(torch.stack(frames)))
+            frames.append(renderer.render())  # a new (S, S, 3) uint8 array each call
+        views.append(to_pixel_values(frames, size))
     renderer.close()
     return torch.stack(views), torch.tensor(np.array(cubes), dtype=torch.float32), scene.instruction
 
@@ -90,11 +90,10 @@ def policy_batch(policy: Evo1Model, pixels: torch.Tensor, target: torch.Tensor, 
 
 def policy_answer(policy: Evo1Model, pixels: torch.Tensor, prompt: str) -> torch.Tensor:
     batch = policy_batch(policy, pixels, torch.zeros(len(pixels), 2), prompt)
-    policy.eval()
-    with torch.no_grad():
-        context, valid = policy.embed(batch.pixel_values, batch.image_mask, batch.prompts)
-        noise = torch.zeros(len(pixels), policy.config.horizon, policy.config.action_dim)
-        chunk = sample_actions(policy.action_head, context, batch.state, Masks(valid, batch.action_mask), 10, noise)
+    policy.eval()  # called under torch.no_grad()
+    context, valid = policy.embed(batch.pixel_values, batch.image_mask, batch.prompts)
+    noise = torch.zeros(len(pixels), policy.config.horizon, policy.config.action_dim)
+    chunk = sample_actions(policy.action_head, context, batch.state, Masks(valid, batch.action_mask), 10, noise)
     policy.train()
     return chunk[:, :, :2].mean(1)
 
