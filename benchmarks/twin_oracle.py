@@ -37,9 +37,11 @@ from evo1cli.model.action_head import ActionHead, Masks
 from evo1cli.model.config import Evo1Config
 from evo1cli.model.flow_matching import flow_matching_loss, sample_actions
 from evo1cli.model.normalization import FeatureStats, Normalizer
+from evo1cli.model.relative_actions import to_absolute, to_relative
 from evo1cli.robots.config import default_config_path, load_robot_config
+from evo1cli.robots.fakes.twin_xarm6 import PULSES_OPEN, SkippingClock
 from evo1cli.sim.twin import open_scene
-from evo1cli.sim.twin.scene import mujoco_module
+from evo1cli.sim.twin.world import TwinWorld
 from evo1cli.sim.twin.xarm6 import FINGER_OPEN
 
 TICK_S = 1 / 30
@@ -52,53 +54,44 @@ Policy = Callable[[np.ndarray], np.ndarray]  # features (10,) -> chunk (H, 7), M
 
 
 class Twin:
-    """The xArm6 scene's physics alone, advanced one control tick at a time (MJCF units: radians, metres)."""
+    """The xArm6 twin's world run tick by tick as fast as the CPU allows (its clock moves only when `tick` moves
+    it), with a set-point that moves at most `max_step` per tick. MJCF units: radians, metres."""
 
-    def __init__(self, seed: int):
-        self.mujoco = mujoco_module()
-        self.scene = open_scene("xarm6")
-        self.model = self.scene.build()
-        self.data = self.mujoco.MjData(self.model)
-        self.placement = self.scene.place(self.model, self.data, seed)
-        m = self.model
-        self.qpos = np.array([m.jnt_qposadr[m.joint(n).id] for n in self.scene.joints])
-        self.ctrl = np.array([m.actuator(n).id for n in self.scene.actuators])
-        self.setpoint = self.joints()
+    def __init__(self) -> None:
+        self.clock = SkippingClock(lambda: 0.0)
+        self.world = TwinWorld(open_scene("xarm6"), {}, clock=self.clock)
+        self.setpoint = self.world.joint_positions()
 
-    def joints(self) -> np.ndarray:
-        return self.data.qpos[self.qpos].copy()
+    def reset(self, seed: int) -> None:
+        self.world.reset(seed)
+        self.setpoint = self.world.joint_positions()
 
     def features(self) -> np.ndarray:
         """(10,) the joints, then the cube's starting (x, y, yaw)."""
-        x, y, _z, yaw = self.placement.cube
-        return np.array([*self.joints(), x, y, yaw])
+        x, y, _z, yaw = self.world.placement.cube
+        return np.array([*self.world.joint_positions(), x, y, yaw])
 
     def tick(self, target: np.ndarray, max_step: np.ndarray | None = None) -> None:
-        """Move the set-point towards `target` (at most `max_step` per joint) and run physics for one tick."""
         step = target - self.setpoint
         self.setpoint = self.setpoint + (step if max_step is None else np.clip(step, -max_step, max_step))
-        self.data.ctrl[self.ctrl] = self.setpoint
-        end = self.data.time + TICK_S
-        while self.data.time < end - 1e-9:
-            self.mujoco.mj_step(self.model, self.data)
-
-    def success(self) -> bool:
-        return bool(self.scene.success(self.model, self.data))
+        self.world.set_targets(self.setpoint)
+        self.clock.skipped += TICK_S
+        self.world.sync()
 
 
-def demonstrations(count: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+def demonstrations(twin: Twin, count: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
     """`count` successful scripted demonstrations: (features (T, 10), actions (T, 7)) each, and attempts used."""
     demos, seed = [], 0
     while len(demos) < count:
-        twin = Twin(seed)
-        plan = twin.scene.plan(twin.model, twin.data, np.random.default_rng(seed))
+        twin.reset(seed)
+        plan = twin.world.plan(np.random.default_rng(seed))
         features, actions = [], []
         for k in range(int((plan.duration + 0.6) / TICK_S)):
             action = plan.at(k * TICK_S)
             features.append(twin.features())
             actions.append(action)
             twin.tick(action)
-        if twin.success():
+        if twin.world.success():
             demos.append((np.array(features), np.array(actions)))
         seed += 1
     return demos, seed
@@ -107,9 +100,7 @@ def demonstrations(count: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], int
 def chunks(features: np.ndarray, actions: np.ndarray, horizon: int) -> np.ndarray:
     """(T, H, 7) the next H actions from each frame (the last one repeated past the end), arm joints relative."""
     index = np.minimum(np.arange(len(actions))[:, None] + np.arange(horizon)[None], len(actions) - 1)
-    chunk = actions[index].copy()
-    chunk[..., :ARM] -= features[:, None, :ARM]
-    return chunk
+    return to_relative(actions[index], features, ARM)
 
 
 def learn(kind: str, demos: list, args: argparse.Namespace) -> tuple[Policy, float]:
@@ -166,22 +157,21 @@ def learn(kind: str, demos: list, args: argparse.Namespace) -> tuple[Policy, flo
     def policy(features: np.ndarray) -> np.ndarray:
         chunk = normalizer.denormalize(answer(normalizer.normalize(features, x_stats)[None, : config.state_dim]),
                                        y_stats)[0].numpy()  # fmt: skip
-        chunk[:, :ARM] += features[:ARM]
-        return chunk
+        return to_absolute(chunk, features, ARM)
 
     return policy, loss.item()
 
 
-def deploy(policy: Policy, episodes: int, max_step: np.ndarray) -> int:
+def deploy(twin: Twin, policy: Policy, episodes: int, max_step: np.ndarray) -> int:
     """Successes in closed loop on placements DEPLOY_SEED + k."""
     successes = 0
     for k in range(episodes):
-        twin = Twin(DEPLOY_SEED + k)
+        twin.reset(DEPLOY_SEED + k)
         for tick in range(int(EPISODE_S / TICK_S)):
             if tick % ACTION_STEPS == 0:
                 chunk = policy(twin.features())
             twin.tick(chunk[tick % ACTION_STEPS], max_step)
-            if tick % 15 == 14 and twin.success():
+            if tick % 15 == 14 and twin.world.success():
                 successes += 1
                 break
     return successes
@@ -200,10 +190,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     limits = load_robot_config(default_config_path("xarm6")).limits.max_step
-    max_step = np.array([*np.radians(limits[:ARM]), limits[ARM] / 850 * FINGER_OPEN])  # degrees, pulses -> MJCF
+    max_step = np.array([*np.radians(limits[:ARM]), limits[ARM] / PULSES_OPEN * FINGER_OPEN])  # to MJCF units
 
+    twin = Twin()
     start = time.perf_counter()
-    demos, attempts = demonstrations(args.demos)
+    demos, attempts = demonstrations(twin, args.demos)
     took = time.perf_counter() - start
     print(f"{len(demos)} demonstrations ({attempts} attempts) in {took:.0f} s; {args.steps} steps of batch "
           f"{args.batch}, horizon {args.horizon}, {args.context} context tokens, head width {args.hidden}")  # fmt: skip
@@ -212,7 +203,7 @@ def main() -> None:
         start = time.perf_counter()
         policy, loss = learn(kind, demos, args)
         trained = time.perf_counter() - start
-        success[kind] = deploy(policy, args.episodes, max_step)
+        success[kind] = deploy(twin, policy, args.episodes, max_step)
         print(f"{kind:5s} final loss {loss:.4f}, trained in {trained:.0f} s: "
               f"{success[kind]} / {args.episodes} on unseen placements")  # fmt: skip
     ratio = success["head"] / max(success["mlp"], 1)
